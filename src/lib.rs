@@ -1,1 +1,26 @@
-//! placeholder
+//! `pubsub`: a publish/subscribe message broker speaking newline-delimited JSON over
+//! TCP, and a blocking client library for it.
+//!
+//! # Layout
+//! - [`protocol`]: framing, parsing and encoding of protocol v1 (no I/O).
+//! - [`router`]: the subscription index, exact channels and a wildcard trie.
+//! - [`connection`]: one connection's socket, buffers, subscriptions and lifecycle.
+//! - `reactor`: the single-threaded `mio` event loop that moves bytes between
+//!   connections through the router.
+//! - [`broker`]: configuration and start-up of a broker process.
+//! - [`client`]: the blocking client library ([`Client`]).
+//! - [`stats`]: counters.
+//!
+//! A frame travels: socket -> read buffer -> `protocol::scan_frame` ->
+//! `protocol::parse_frame` -> reactor command -> `Router::lookup` -> each subscriber's
+//! write queue -> socket. `docs/architecture.md` follows it in detail.
+
+pub mod broker;
+pub mod client;
+pub mod connection;
+pub mod protocol;
+mod reactor;
+pub mod router;
+pub mod stats;
+
+pub use client::{Client, ClientError, Message};

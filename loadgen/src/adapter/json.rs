@@ -1,0 +1,146 @@
+//! Our broker's newline-delimited JSON protocol, client side (also spoken by
+//! `loadgen relay`). MESSAGE frames are cut with memchr, never serde-parsed: loadgen's
+//! payloads are plain JSON strings, so the payload is the text between the quotes that
+//! follow `"message":`. Rare frames (replies, errors) go through serde.
+
+use super::{Decoded, Event, FrameError};
+use memchr::memmem;
+
+const NAME: &str = "json";
+
+/// Sent once per connection: names the client and turns echo off.
+pub fn hello(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"command\":\"HELLO\",\"name\":\"loadgen\",\"echo\":false}\n");
+}
+
+/// `SUBSCRIBE`; the broker answers `SUBSCRIBED`.
+pub fn subscribe(out: &mut Vec<u8>, channel: &[u8]) {
+    out.extend_from_slice(b"{\"command\":\"SUBSCRIBE\",\"channel\":\"");
+    out.extend_from_slice(channel);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// `PUBLISH` with `ack:false`: no reply, so the publisher reads nothing per message.
+/// `payload` must need no JSON escaping (loadgen's stamps never do).
+pub fn publish(out: &mut Vec<u8>, channel: &[u8], payload: &[u8]) {
+    out.extend_from_slice(b"{\"command\":\"PUBLISH\",\"channel\":\"");
+    out.extend_from_slice(channel);
+    out.extend_from_slice(b"\",\"message\":\"");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\",\"ack\":false}\n");
+}
+
+/// `PING`; the broker answers `PONG`.
+pub fn ping(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"command\":\"PING\"}\n");
+}
+
+/// The fields of a non-MESSAGE frame that loadgen looks at.
+#[derive(serde::Deserialize)]
+struct Reply {
+    command: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Cuts one line off `buf`.
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    let Some(end) = memchr::memchr(b'\n', buf) else {
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    let used = end + 1;
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Some((Event::Other, used)));
+    }
+    if memmem::find(line, b"\"MESSAGE\"").is_some() {
+        if let Some(payload) = message_payload(line) {
+            return Ok(Some((Event::Message(payload), used)));
+        }
+    }
+    let reply: Reply = serde_json::from_slice(line)
+        .map_err(|_| FrameError::new(NAME, "line is not a JSON reply object"))?;
+    let event = match reply.command.to_ascii_uppercase().as_str() {
+        "SUBSCRIBED" => Event::Subscribed,
+        "PONG" => Event::Pong,
+        "ERROR" => Event::ServerError {
+            code: reply.code.unwrap_or_default(),
+            text: reply.error.unwrap_or_default(),
+        },
+        // A MESSAGE whose payload is not a plain string: not one of ours, but a message.
+        "MESSAGE" => Event::Message(b""),
+        _ => Event::Other,
+    };
+    Ok(Some((event, used)))
+}
+
+/// The text of a string-valued `"message"` field, without its quotes.
+fn message_payload(line: &[u8]) -> Option<&[u8]> {
+    let key = memmem::find(line, b"\"message\":")?;
+    let rest = &line[key + b"\"message\":".len()..];
+    let skip = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &rest[skip..];
+    if rest.first() != Some(&b'"') {
+        return None;
+    }
+    let body = &rest[1..];
+    let close = memchr::memchr2(b'"', b'\\', body)?;
+    if body[close] == b'\\' {
+        // Escaped text is never one of our stamps; let serde handle the frame.
+        return None;
+    }
+    Some(&body[..close])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_in_any_field_order() {
+        let frame = b"{\"message\":\"abc\",\"channel\":\"x\",\"command\":\"MESSAGE\"}\n";
+        assert_eq!(
+            decode(frame),
+            Ok(Some((Event::Message(b"abc"), frame.len())))
+        );
+        let spaced = b"{ \"command\" : \"MESSAGE\", \"channel\":\"x\", \"message\": \"abc\" }\r\n";
+        assert_eq!(
+            decode(spaced),
+            Ok(Some((Event::Message(b"abc"), spaced.len())))
+        );
+    }
+
+    #[test]
+    fn replies_and_errors() {
+        let two = b"{\"command\":\"SUBSCRIBED\",\"channel\":\"a\",\"subscriptions\":1}\n{\"command\":\"ERROR\",\"code\":\"limit\",\"error\":\"too many\"}\n";
+        let (event, used) = decode(two).unwrap().unwrap();
+        assert_eq!(event, Event::Subscribed);
+        let (event, rest) = decode(&two[used..]).unwrap().unwrap();
+        assert_eq!(
+            event,
+            Event::ServerError {
+                code: "limit".into(),
+                text: "too many".into()
+            }
+        );
+        assert_eq!(used + rest, two.len());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode(b"not json\n").is_err());
+        assert_eq!(decode(b"\n"), Ok(Some((Event::Other, 1))));
+    }
+
+    #[test]
+    fn encoders() {
+        let mut out = Vec::new();
+        publish(&mut out, b"bench.0", b"xyz");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["command"], "PUBLISH");
+        assert_eq!(v["message"], "xyz");
+        assert_eq!(v["ack"], false);
+    }
+}

@@ -1,0 +1,221 @@
+//! Command-line interface: every flag, its default and its help text, and the `--target`
+//! URL. Owns parsing only; scenarios read the resulting [`Args`].
+
+use crate::adapter::Protocol;
+use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// Default: --clients subscribers spread over --publishers channels, one publisher per
+    /// channel, windowed throughput (the out-of-the-box smoke test).
+    Clients,
+    /// 1 publisher -> N subscribers of one channel (-n, --payload).
+    Fanout,
+    /// N publishers -> 1 subscriber of one channel (--publishers).
+    Fanin,
+    /// N publisher/subscriber pairs, each on its own channel (-n).
+    Pairs,
+    /// 1 publisher at a fixed --rate -> N subscribers; latency from the intended send time.
+    Latency,
+    /// Ramp idle subscribed connections up to --clients or until a limit stops it.
+    Conns,
+    /// Run the minimal no-parse JSON relay on --listen (the machine's ceiling).
+    Relay,
+}
+
+impl ScenarioName {
+    /// The name as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::Clients => "clients",
+            ScenarioName::Fanout => "fanout",
+            ScenarioName::Fanin => "fanin",
+            ScenarioName::Pairs => "pairs",
+            ScenarioName::Latency => "latency",
+            ScenarioName::Conns => "conns",
+            ScenarioName::Relay => "relay",
+        }
+    }
+}
+
+/// Load generator for pub/sub brokers: our JSON broker, Redis, NATS and MQTT.
+///
+/// Throughput scenarios (clients, fanout, fanin, pairs) use one flow-control rule for every
+/// broker: each publisher keeps at most --window messages in flight (published but not yet
+/// received by every subscriber). Every payload carries publisher id, sequence number and
+/// send time; loss and reordering are counted and must be 0.
+///
+/// Examples:
+///   loadgen --clients 10000
+///   loadgen fanout -n 1000 --payload 16 --target nats://127.0.0.1:4222
+///   loadgen latency -n 100 --rate 50000 --broker-pid $(pidof broker)
+///   loadgen conns --clients 19000 --source 127.0.0.2,127.0.0.3 --broker-pid PID
+///   loadgen relay --listen 127.0.0.1:7401
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, verbatim_doc_comment)]
+pub struct Args {
+    /// Scenario to run (default: clients).
+    #[arg(value_enum)]
+    pub scenario_pos: Option<ScenarioName>,
+
+    /// Scenario to run, as a flag (same values as the positional SCENARIO).
+    #[arg(long = "scenario", value_enum, conflicts_with = "scenario_pos")]
+    pub scenario_flag: Option<ScenarioName>,
+
+    /// Broker to load: json://, redis://, nats:// or mqtt:// HOST:PORT (127.0.0.x only).
+    #[arg(long, default_value = "json://127.0.0.1:7400")]
+    pub target: String,
+
+    /// clients: subscriber connections (default 1000). conns: ramp up to this many
+    /// connections (default 10000).
+    #[arg(short = 'c', long)]
+    pub clients: Option<usize>,
+
+    /// fanout, latency: subscribers (default 10). pairs: number of pairs (default 100).
+    #[arg(short = 'n', long)]
+    pub subscribers: Option<usize>,
+
+    /// fanin: publishers (default 16). clients: publishers, one channel each (default 10).
+    #[arg(short = 'p', long)]
+    pub publishers: Option<usize>,
+
+    /// Payload size in bytes, at least 16 (the stamp takes 15).
+    #[arg(short = 's', long, default_value_t = 16)]
+    pub payload: usize,
+
+    /// Messages in flight per publisher. Default 1000, lowered so that at most 1,000,000
+    /// deliveries are in flight in total (never below 16).
+    #[arg(short = 'w', long)]
+    pub window: Option<usize>,
+
+    /// latency: messages per second published (paced; not windowed).
+    #[arg(short = 'r', long, default_value_t = 10_000.0)]
+    pub rate: f64,
+
+    /// Seconds measured (after the warm-up).
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Seconds of traffic before measuring starts (not counted in rates or latency).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+
+    /// Seconds to wait, after publishing stops, for in-flight messages before counting loss.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+
+    /// Seconds a connection may take to connect and confirm its subscription.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Event-loop threads (default: number of cores). The latency publisher gets its own.
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+
+    /// Comma-separated local source addresses (e.g. 127.0.0.2,127.0.0.3) to spread
+    /// connections over, past ~28,000 ephemeral ports per source address.
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<IpAddr>,
+
+    /// PID of the broker, to report its CPU time and RSS (and classify limits).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+
+    /// Append one JSON record per run to this file (JSON Lines).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Channel names are PREFIX.0, PREFIX.1, ...
+    #[arg(long, default_value = "bench")]
+    pub channel_prefix: String,
+
+    /// relay: address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    pub listen: SocketAddr,
+
+    /// conns: how many random subscribers the final publish check targets.
+    #[arg(long, default_value_t = 100)]
+    pub probe: usize,
+}
+
+impl Args {
+    /// The scenario chosen positionally or with --scenario.
+    pub fn scenario(&self) -> ScenarioName {
+        self.scenario_pos
+            .or(self.scenario_flag)
+            .unwrap_or(ScenarioName::Clients)
+    }
+}
+
+/// A parsed `--target`.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.protocol.scheme(), self.addr)
+    }
+}
+
+/// Parses `scheme://ip[:port]`; only loopback 127.0.0.x addresses are accepted, so a
+/// benchmark can never flood another machine.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| format!("target {text:?} has no scheme (json://, redis://, nats://, mqtt://)"))?;
+    let protocol = Protocol::from_scheme(scheme)
+        .ok_or_else(|| format!("unknown target scheme {scheme:?} (json, redis, nats, mqtt)"))?;
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.replace("localhost", "127.0.0.1");
+    let addr: SocketAddr = match rest.parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let ip: IpAddr = rest
+                .parse()
+                .map_err(|_| format!("target address {rest:?} is not IP[:PORT]"))?;
+            SocketAddr::new(ip, protocol.default_port())
+        }
+    };
+    match addr.ip() {
+        IpAddr::V4(v4) if v4.octets()[..3] == [127, 0, 0] => Ok(Target { protocol, addr }),
+        _ => Err(format!(
+            "target {addr} refused: loadgen only sends traffic to 127.0.0.x"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("nats://127.0.0.1").unwrap();
+        assert_eq!(t.protocol, Protocol::Nats);
+        assert_eq!(t.addr.port(), 4222);
+        let t = parse_target("json://localhost:7500/").unwrap();
+        assert_eq!(t.addr.to_string(), "127.0.0.1:7500");
+        assert!(parse_target("json://10.0.0.1:7400").is_err());
+        assert!(parse_target("ftp://127.0.0.1:21").is_err());
+        assert!(parse_target("127.0.0.1:7400").is_err());
+    }
+
+    #[test]
+    fn scenario_positional_or_flag() {
+        let a = Args::try_parse_from(["loadgen", "fanout", "-n", "3"]).unwrap();
+        assert_eq!(a.scenario(), ScenarioName::Fanout);
+        let a = Args::try_parse_from(["loadgen", "--scenario", "pairs"]).unwrap();
+        assert_eq!(a.scenario(), ScenarioName::Pairs);
+        let a = Args::try_parse_from(["loadgen", "--clients", "10000"]).unwrap();
+        assert_eq!(a.scenario(), ScenarioName::Clients);
+        assert_eq!(a.clients, Some(10_000));
+    }
+}

@@ -1,0 +1,144 @@
+//! The plan of a run: which channels exist (groups), which connections publish or subscribe
+//! to which, on which event-loop thread and from which source address. Built by a
+//! scenario, read by the workers; it never changes once the run starts.
+
+use crate::cli::Target;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+/// One channel with its publishers and subscribers. Every subscriber of a group receives
+/// every message of every publisher of the group, in order per publisher.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Channel (topic, subject) name.
+    pub channel: Vec<u8>,
+    /// Global ids of the group's publishers (contiguous).
+    pub publishers: Range<u32>,
+    /// Number of subscriber connections.
+    pub subscribers: u32,
+}
+
+/// What one connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Subscribes to its group's channel and counts what arrives.
+    Subscriber { group: u32 },
+    /// Publishes stamped messages to its group's channel.
+    Publisher { id: u32, group: u32 },
+}
+
+/// One connection to open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSpec {
+    /// Its job.
+    pub role: Role,
+    /// Index of the worker thread that owns it.
+    pub thread: usize,
+    /// Local address to bind before connecting (`--source`).
+    pub source: Option<IpAddr>,
+}
+
+/// How publishers decide when to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// At most this many messages in flight per publisher (throughput scenarios).
+    Window(u64),
+    /// This many messages per second per publisher, stamped with the intended send time.
+    Rate(f64),
+    /// Publishers send nothing (connection scenarios).
+    Idle,
+}
+
+/// Everything the workers need to know.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where to connect and which protocol to speak.
+    pub target: Target,
+    /// Channels.
+    pub groups: Vec<Group>,
+    /// Connections, subscribers first so they are ready before publishers start.
+    pub conns: Vec<ConnSpec>,
+    /// Number of worker threads.
+    pub threads: usize,
+    /// Publishing rule.
+    pub pacing: Pacing,
+    /// Payload size in bytes.
+    pub payload: usize,
+    /// Time a connection may take to connect and be confirmed.
+    pub connect_timeout: Duration,
+    /// Number of publishers (ids are `0..publishers`).
+    pub publishers: u32,
+}
+
+impl Plan {
+    /// Starts an empty plan.
+    pub fn new(target: Target, threads: usize, pacing: Pacing, payload: usize) -> Self {
+        Plan {
+            target,
+            groups: Vec::new(),
+            conns: Vec::new(),
+            threads: threads.max(1),
+            pacing,
+            payload,
+            connect_timeout: Duration::from_secs(10),
+            publishers: 0,
+        }
+    }
+
+    /// Adds a group with `publishers` publishers and `subscribers` subscribers, placing
+    /// connections round-robin over threads (publishers on `pub_thread` when given).
+    pub fn add_group(
+        &mut self,
+        channel: Vec<u8>,
+        publishers: u32,
+        subscribers: u32,
+        pub_thread: Option<usize>,
+    ) -> u32 {
+        let group = self.groups.len() as u32;
+        let first = self.publishers;
+        self.publishers += publishers;
+        self.groups.push(Group {
+            channel,
+            publishers: first..first + publishers,
+            subscribers,
+        });
+        for _ in 0..subscribers {
+            let thread = self.conns.len() % self.threads;
+            self.conns.push(ConnSpec {
+                role: Role::Subscriber { group },
+                thread,
+                source: None,
+            });
+        }
+        for id in first..first + publishers {
+            let thread = pub_thread.unwrap_or(self.conns.len() % self.threads);
+            self.conns.push(ConnSpec {
+                role: Role::Publisher { id, group },
+                thread,
+                source: None,
+            });
+        }
+        group
+    }
+
+    /// Orders connections so all subscribers come before any publisher, and spreads them
+    /// over `sources` round-robin.
+    pub fn finish(&mut self, sources: &[IpAddr]) {
+        self.conns
+            .sort_by_key(|c| matches!(c.role, Role::Publisher { .. }));
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if !sources.is_empty() {
+                conn.source = Some(sources[i % sources.len()]);
+            }
+        }
+    }
+
+    /// Deliveries one message of `publisher` must reach (its group's subscriber count).
+    pub fn fan_out_of(&self, publisher: u32) -> u64 {
+        self.groups
+            .iter()
+            .find(|g| g.publishers.contains(&publisher))
+            .map_or(0, |g| u64::from(g.subscribers))
+    }
+}

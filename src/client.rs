@@ -1,0 +1,4 @@
+//! client placeholder
+pub struct Client;
+pub struct ClientError;
+pub struct Message;

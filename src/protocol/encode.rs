@@ -1,0 +1,208 @@
+//! Encoding the frames the broker writes.
+//!
+//! Owns the exact bytes of every broker -> client frame. Encoders append to a caller's
+//! buffer (no allocation of their own) and splice raw JSON (`message`, `id`) unchanged.
+//! Field order is fixed: `command` first, and a MESSAGE's `message` last.
+
+use serde_json::value::RawValue;
+
+use super::error::ErrorCode;
+
+/// Appends `s` as a JSON string literal (quotes and escapes included).
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `,"id":<raw>` when the command had an id.
+fn write_id(out: &mut Vec<u8>, id: Option<&RawValue>) {
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(id.get().as_bytes());
+    }
+}
+
+/// Appends a decimal integer.
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// `{"command":"MESSAGE","channel":..,"message":<raw>}\n`: encoded once per publish and
+/// shared by every receiver.
+pub fn encode_message(out: &mut Vec<u8>, channel: &str, message: &str) {
+    out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
+    write_json_str(out, channel);
+    out.extend_from_slice(b",\"message\":");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// `SUBSCRIBED` / `UNSUBSCRIBED` replies: `reply` is the command name to write.
+pub fn encode_subscription(
+    out: &mut Vec<u8>,
+    reply: &str,
+    channel: &str,
+    subscriptions: usize,
+    id: Option<&RawValue>,
+) {
+    out.extend_from_slice(b"{\"command\":\"");
+    out.extend_from_slice(reply.as_bytes());
+    out.extend_from_slice(b"\",\"channel\":");
+    write_json_str(out, channel);
+    out.extend_from_slice(b",\"subscriptions\":");
+    write_uint(out, subscriptions as u64);
+    write_id(out, id);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `PUBLISHED` reply with the number of receivers.
+pub fn encode_published(out: &mut Vec<u8>, channel: &str, receivers: usize, id: Option<&RawValue>) {
+    out.extend_from_slice(b"{\"command\":\"PUBLISHED\",\"channel\":");
+    write_json_str(out, channel);
+    out.extend_from_slice(b",\"receivers\":");
+    write_uint(out, receivers as u64);
+    write_id(out, id);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `PONG` reply.
+pub fn encode_pong(out: &mut Vec<u8>, id: Option<&RawValue>) {
+    out.extend_from_slice(b"{\"command\":\"PONG\"");
+    write_id(out, id);
+    out.extend_from_slice(b"}\n");
+}
+
+/// The fields of a `WELCOME` reply.
+#[derive(Debug, Clone, Copy)]
+pub struct Welcome<'a> {
+    /// The broker's name.
+    pub server: &'a str,
+    /// The broker's version.
+    pub version: &'a str,
+    /// The broker's `--max-frame`.
+    pub max_frame: usize,
+    /// This connection's id.
+    pub client_id: u64,
+}
+
+/// `WELCOME` reply to `HELLO`.
+pub fn encode_welcome(out: &mut Vec<u8>, w: &Welcome<'_>, id: Option<&RawValue>) {
+    out.extend_from_slice(b"{\"command\":\"WELCOME\",\"server\":");
+    write_json_str(out, w.server);
+    out.extend_from_slice(b",\"version\":");
+    write_json_str(out, w.version);
+    out.extend_from_slice(b",\"max_frame\":");
+    write_uint(out, w.max_frame as u64);
+    out.extend_from_slice(b",\"client_id\":");
+    write_uint(out, w.client_id);
+    write_id(out, id);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `ERROR` frame.
+pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, text: &str, id: Option<&RawValue>) {
+    out.extend_from_slice(b"{\"command\":\"ERROR\",\"code\":\"");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"error\":");
+    write_json_str(out, text);
+    write_id(out, id);
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_json(bytes: &[u8]) -> serde_json::Value {
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        serde_json::from_slice(bytes).expect("encoder wrote valid JSON")
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, b"\"a\\\"b\\\\c\\nd\\u0001\xc3\xa9\"".to_vec());
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn message_splices_raw_text() {
+        let mut out = Vec::new();
+        encode_message(&mut out, "a.\"b", "1.0");
+        assert_eq!(
+            out,
+            b"{\"command\":\"MESSAGE\",\"channel\":\"a.\\\"b\",\"message\":1.0}\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn replies_are_valid_json_with_ids() {
+        let id = RawValue::from_string("[1,\"x\"]".into()).unwrap();
+        let mut out = Vec::new();
+        encode_published(&mut out, "c", 12345, Some(&id));
+        let v = as_json(&out);
+        assert_eq!(v["receivers"], 12345);
+        assert_eq!(v["id"], serde_json::json!([1, "x"]));
+        out.clear();
+        encode_welcome(
+            &mut out,
+            &Welcome {
+                server: "b",
+                version: "1",
+                max_frame: 10,
+                client_id: 0,
+            },
+            None,
+        );
+        let v = as_json(&out);
+        assert_eq!(v["client_id"], 0);
+        assert!(v.get("id").is_none());
+        out.clear();
+        encode_error(&mut out, ErrorCode::BadJson, "bad \"x\"", None);
+        assert_eq!(as_json(&out)["code"], "bad_json");
+        out.clear();
+        encode_subscription(&mut out, "SUBSCRIBED", "a.*", 3, None);
+        assert_eq!(as_json(&out)["subscriptions"], 3);
+        out.clear();
+        encode_pong(
+            &mut out,
+            Some(&RawValue::from_string("null".into()).unwrap()),
+        );
+        assert_eq!(out, b"{\"command\":\"PONG\",\"id\":null}\n".to_vec());
+    }
+}

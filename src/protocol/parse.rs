@@ -1,0 +1,448 @@
+//! Parsing one frame (a complete line) into a borrowed [`Frame`].
+//!
+//! Owns the mapping from JSON text to commands and the choice of error code for every
+//! malformed input. Values the broker only forwards (`message`, `id`) are kept as raw
+//! JSON text borrowed from the read buffer, so they are never re-serialised: integers
+//! beyond 64 bits, `1.0`, long decimals and escapes reach subscribers byte for byte.
+//! It must never allocate for a well-formed PUBLISH whose strings hold no escapes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ErrorCode;
+
+/// A parsed frame: its command and the raw `id` to echo in the reply.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The `id` field exactly as sent (`null` included), if present.
+    pub id: Option<&'a RawValue>,
+    /// What the frame asks for.
+    pub command: Command<'a>,
+}
+
+/// The optional fields of a `HELLO`.
+#[derive(Debug, Default)]
+pub struct Hello<'a> {
+    /// Client name, for logs.
+    pub name: Option<Cow<'a, str>>,
+    /// Whether the connection receives its own publications (default true).
+    pub echo: bool,
+    /// Authentication token.
+    pub token: Option<Cow<'a, str>>,
+}
+
+/// A client command. Channel names are unescaped but not yet validated.
+#[derive(Debug)]
+pub enum Command<'a> {
+    /// `HELLO`: identify, authenticate, set options.
+    Hello(Hello<'a>),
+    /// `SUBSCRIBE` to a channel or pattern.
+    Subscribe {
+        /// Channel or pattern.
+        channel: Cow<'a, str>,
+    },
+    /// `UNSUBSCRIBE` from exactly this channel text.
+    Unsubscribe {
+        /// Channel or pattern.
+        channel: Cow<'a, str>,
+    },
+    /// `PUBLISH` a message.
+    Publish {
+        /// Target channel (no wildcards).
+        channel: Cow<'a, str>,
+        /// The message as raw JSON text.
+        message: &'a RawValue,
+        /// Whether to reply `PUBLISHED`.
+        ack: bool,
+    },
+    /// `PING`.
+    Ping,
+}
+
+/// A frame that could not be turned into a command: the code to answer with, a human
+/// text, and the `id` when the frame was readable enough to have one.
+#[derive(Debug)]
+pub struct FrameError<'a> {
+    /// Error code for the `ERROR` frame.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: Cow<'static, str>,
+    /// The bad frame's `id`, when it had a readable one.
+    pub id: Option<&'a RawValue>,
+}
+
+impl<'a> FrameError<'a> {
+    fn new(
+        code: ErrorCode,
+        message: impl Into<Cow<'static, str>>,
+        id: Option<&'a RawValue>,
+    ) -> Self {
+        FrameError {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+}
+
+/// The fields the broker knows, each kept as raw JSON until the command says how to read
+/// it. Unknown fields are skipped (but still syntax-checked). A repeated field keeps its
+/// last value, as JavaScript's `JSON.parse` does.
+#[derive(Default)]
+struct RawFields<'a> {
+    command: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    channel: Option<&'a RawValue>,
+    message: Option<&'a RawValue>,
+    ack: Option<&'a RawValue>,
+    name: Option<&'a RawValue>,
+    echo: Option<&'a RawValue>,
+    token: Option<&'a RawValue>,
+}
+
+/// Which known field a key names; decided without allocating, escapes included.
+enum Key {
+    Command,
+    Id,
+    Channel,
+    Message,
+    Ack,
+    Name,
+    Echo,
+    Token,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "command" => Key::Command,
+                    "id" => Key::Id,
+                    "channel" => Key::Channel,
+                    "message" => Key::Message,
+                    "ack" => Key::Ack,
+                    "name" => Key::Name,
+                    "echo" => Key::Echo,
+                    "token" => Key::Token,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            // Only objects are frames: no visit_seq, so `[..]` is a type error (bad_frame).
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut f = RawFields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Command => &mut f.command,
+                        Key::Id => &mut f.id,
+                        Key::Channel => &mut f.channel,
+                        Key::Message => &mut f.message,
+                        Key::Ack => &mut f.ack,
+                        Key::Name => &mut f.name,
+                        Key::Echo => &mut f.echo,
+                        Key::Token => &mut f.token,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                }
+                Ok(f)
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Reads a raw JSON value as a string, borrowing when it holds no escapes.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+/// Reads a raw JSON value as a boolean.
+fn raw_bool(raw: &RawValue) -> Option<bool> {
+    match raw.get() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// A required string field, or `bad_field` naming it.
+fn required_str<'a>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+    id: Option<&'a RawValue>,
+) -> Result<Cow<'a, str>, FrameError<'a>> {
+    match raw {
+        None => Err(FrameError::new(
+            ErrorCode::BadField,
+            format!("missing field '{field}'"),
+            id,
+        )),
+        Some(v) => raw_str(v).ok_or_else(|| {
+            FrameError::new(
+                ErrorCode::BadField,
+                format!("field '{field}' must be a string"),
+                id,
+            )
+        }),
+    }
+}
+
+/// An optional string field: absent or `null` is `None`; any other non-string is
+/// `bad_field`.
+fn optional_str<'a>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+    id: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, FrameError<'a>> {
+    match raw {
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => raw_str(v).map(Some).ok_or_else(|| {
+            FrameError::new(
+                ErrorCode::BadField,
+                format!("field '{field}' must be a string"),
+                id,
+            )
+        }),
+    }
+}
+
+/// An optional boolean field with a default; `null` means the default.
+fn optional_bool<'a>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+    default: bool,
+    id: Option<&'a RawValue>,
+) -> Result<bool, FrameError<'a>> {
+    match raw {
+        None => Ok(default),
+        Some(v) if v.get() == "null" => Ok(default),
+        Some(v) => raw_bool(v).ok_or_else(|| {
+            FrameError::new(
+                ErrorCode::BadField,
+                format!("field '{field}' must be a boolean"),
+                id,
+            )
+        }),
+    }
+}
+
+/// Parses one frame (a line without its `\n`). The whole line must be one JSON object,
+/// optionally surrounded by whitespace.
+pub fn parse_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| FrameError::new(ErrorCode::BadJson, "frame is not valid UTF-8", None))?;
+    let fields: RawFields<'_> = serde_json::from_str(text).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                FrameError::new(ErrorCode::BadFrame, "frame must be a JSON object", None)
+            }
+            _ => FrameError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"), None),
+        }
+    })?;
+    let id = fields.id;
+    let name = match fields.command.and_then(raw_str) {
+        Some(name) => name,
+        None => {
+            return Err(FrameError::new(
+                ErrorCode::BadFrame,
+                "frame has no string field 'command'",
+                id,
+            ))
+        }
+    };
+    let command = if name.eq_ignore_ascii_case("PUBLISH") {
+        let channel = required_str(fields.channel, "channel", id)?;
+        let message = fields
+            .message
+            .ok_or_else(|| FrameError::new(ErrorCode::BadField, "missing field 'message'", id))?;
+        let ack = optional_bool(fields.ack, "ack", true, id)?;
+        Command::Publish {
+            channel,
+            message,
+            ack,
+        }
+    } else if name.eq_ignore_ascii_case("SUBSCRIBE") {
+        Command::Subscribe {
+            channel: required_str(fields.channel, "channel", id)?,
+        }
+    } else if name.eq_ignore_ascii_case("UNSUBSCRIBE") {
+        Command::Unsubscribe {
+            channel: required_str(fields.channel, "channel", id)?,
+        }
+    } else if name.eq_ignore_ascii_case("PING") {
+        Command::Ping
+    } else if name.eq_ignore_ascii_case("HELLO") {
+        Command::Hello(Hello {
+            name: optional_str(fields.name, "name", id)?,
+            echo: optional_bool(fields.echo, "echo", true, id)?,
+            token: optional_str(fields.token, "token", id)?,
+        })
+    } else {
+        let shown: String = name.chars().take(64).collect();
+        return Err(FrameError::new(
+            ErrorCode::UnknownCommand,
+            format!("unknown command '{shown}'"),
+            id,
+        ));
+    };
+    Ok(Frame { id, command })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> ErrorCode {
+        parse_frame(line.as_bytes()).expect_err(line).code
+    }
+
+    #[test]
+    fn publish_keeps_message_text_exactly() {
+        let line = r#"{"command":"publish","channel":"a.b","message":{"n":123456789012345678901234567890,"f":1.0,"s":"\u00e9\n\"q\""},"id":null}"#;
+        let f = parse_frame(line.as_bytes()).expect("valid");
+        assert_eq!(f.id.map(|r| r.get()), Some("null"));
+        match f.command {
+            Command::Publish {
+                channel,
+                message,
+                ack,
+            } => {
+                assert_eq!(channel, "a.b");
+                assert!(matches!(channel, Cow::Borrowed(_)));
+                assert_eq!(
+                    message.get(),
+                    r#"{"n":123456789012345678901234567890,"f":1.0,"s":"\u00e9\n\"q\""}"#
+                );
+                assert!(ack);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn whitespace_around_object_and_values_is_fine() {
+        let f = parse_frame(b"  { \"command\" : \"PING\" , \"id\" : 7 }  ").expect("valid");
+        assert!(matches!(f.command, Command::Ping));
+        assert_eq!(f.id.map(|r| r.get()), Some("7"));
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let f = parse_frame(br#"{"command":"SUB\u0053CRIBE","channel":"a\u002eb"}"#).expect("ok");
+        match f.command {
+            Command::Subscribe { channel } => assert_eq!(channel, "a.b"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_codes_for_bad_input() {
+        assert_eq!(code("not json"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"command":"PING"} x"#), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"command":"PING"}{}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"command":"PUBLISH","channel":"a","message":NaN}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"command":"PUBLISH","channel":"a","message":Infinity}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(code("{\"command\":\"PING\"} // c"), ErrorCode::BadJson);
+        assert_eq!(code("{\"command\":\"PI\tNG\"}"), ErrorCode::BadJson);
+        assert_eq!(code("{\"command\":\"PING\""), ErrorCode::BadJson);
+        assert_eq!(
+            parse_frame(b"{\"command\":\"PING\",\"x\":\"\xff\"}")
+                .unwrap_err()
+                .code,
+            ErrorCode::BadJson
+        );
+        assert_eq!(code("[1,2]"), ErrorCode::BadFrame);
+        assert_eq!(code("\"PING\""), ErrorCode::BadFrame);
+        assert_eq!(code("42"), ErrorCode::BadFrame);
+        assert_eq!(code("{}"), ErrorCode::BadFrame);
+        assert_eq!(code(r#"{"command":1}"#), ErrorCode::BadFrame);
+        assert_eq!(code(r#"{"command":"FLY"}"#), ErrorCode::UnknownCommand);
+        assert_eq!(code(r#"{"command":"SUBSCRIBE"}"#), ErrorCode::BadField);
+        assert_eq!(
+            code(r#"{"command":"SUBSCRIBE","channel":5}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"command":"PUBLISH","channel":"a"}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"command":"PUBLISH","channel":"a","message":1,"ack":"yes"}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(code(r#"{"command":"HELLO","echo":1}"#), ErrorCode::BadField);
+    }
+
+    #[test]
+    fn errors_carry_the_id_when_readable() {
+        let e = parse_frame(br#"{"command":"FLY","id":{"k":[1]}}"#).unwrap_err();
+        assert_eq!(e.id.map(|r| r.get()), Some(r#"{"k":[1]}"#));
+        let e = parse_frame(br#"{"id":"x"}"#).unwrap_err();
+        assert_eq!(e.id.map(|r| r.get()), Some(r#""x""#));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_last_duplicate_wins() {
+        let f = parse_frame(br#"{"command":"PUBLISH","extra":[1,{"a":null}],"channel":"x","channel":"y","message":2,"ack":false}"#)
+            .expect("valid");
+        match f.command {
+            Command::Publish { channel, ack, .. } => {
+                assert_eq!(channel, "y");
+                assert!(!ack);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hello_defaults() {
+        let f = parse_frame(br#"{"command":"hello"}"#).expect("valid");
+        match f.command {
+            Command::Hello(h) => {
+                assert!(h.echo);
+                assert!(h.name.is_none() && h.token.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

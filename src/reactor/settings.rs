@@ -1,0 +1,22 @@
+//! The reactor's limits and identity, fixed at start.
+//!
+//! Owns nothing but values; the command line lives in `broker::config`.
+
+/// Limits and identity the reactor enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker name, sent in `WELCOME` and logs.
+    pub name: String,
+    /// Longest frame accepted, newline excluded.
+    pub max_frame: usize,
+    /// Most unsent output bytes per connection before it is a slow consumer.
+    pub max_pending: usize,
+    /// Most concurrent client connections.
+    pub max_connections: usize,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Token every connection must present in `HELLO`, if set.
+    pub token: Option<String>,
+    /// Log every frame received.
+    pub verbose: bool,
+}

@@ -1,0 +1,140 @@
+//! The subscription index: which connections want a message published on a channel.
+//!
+//! Owns two structures: a hash map from exact channel to subscribers, and a token trie
+//! for patterns with `*` / `>` wildcards. Empty entries are pruned when the last
+//! subscriber leaves, so the index never outgrows the live subscriptions. It knows
+//! connections only by [`ConnId`]; it never touches sockets or buffers, and it does not
+//! remember which patterns a connection holds (the connection does, and asks the router
+//! to insert each pattern once and to remove it on unsubscribe or close).
+
+mod pattern;
+mod trie;
+
+use rustc_hash::FxHashMap;
+
+pub use pattern::pattern_matches;
+use trie::Node;
+
+/// Identifies a subscriber: the connection's slab key.
+pub type ConnId = usize;
+
+/// Counters describing the index, for logs and `STATS`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Subscriptions inserted since start.
+    pub inserts: u64,
+    /// Subscriptions removed since start.
+    pub removes: u64,
+    /// Lookups (one per publish).
+    pub lookups: u64,
+    /// Subscribers returned by lookups, after de-duplication.
+    pub matches: u64,
+    /// Distinct exact channels with at least one subscriber now.
+    pub exact_channels: usize,
+    /// Wildcard subscriptions now.
+    pub wildcard_subscriptions: usize,
+}
+
+/// The subscription index. See the module documentation.
+#[derive(Default)]
+pub struct Router {
+    exact: FxHashMap<Box<str>, Vec<ConnId>>,
+    wild: Node,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// An empty index.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Adds `conn` as a subscriber of `pattern` (already validated). The caller makes
+    /// sure a connection inserts a given pattern at most once.
+    pub fn insert(&mut self, pattern: &str, is_wildcard: bool, conn: ConnId) {
+        self.stats.inserts += 1;
+        if is_wildcard {
+            self.wild.insert(pattern, conn);
+            self.stats.wildcard_subscriptions += 1;
+        } else {
+            let subs = self.exact.entry(pattern.into()).or_default();
+            if subs.is_empty() {
+                self.stats.exact_channels += 1;
+            }
+            subs.push(conn);
+        }
+    }
+
+    /// Removes `conn` from `pattern`; returns whether it was there. Empty entries are
+    /// pruned.
+    pub fn remove(&mut self, pattern: &str, is_wildcard: bool, conn: ConnId) -> bool {
+        let removed = if is_wildcard {
+            let removed = self.wild.remove(pattern, conn);
+            if removed {
+                self.stats.wildcard_subscriptions -= 1;
+            }
+            removed
+        } else {
+            match self.exact.get_mut(pattern) {
+                Some(subs) => match subs.iter().position(|&c| c == conn) {
+                    Some(pos) => {
+                        subs.swap_remove(pos);
+                        if subs.is_empty() {
+                            self.exact.remove(pattern);
+                            self.stats.exact_channels -= 1;
+                        }
+                        true
+                    }
+                    None => false,
+                },
+                None => false,
+            }
+        };
+        if removed {
+            self.stats.removes += 1;
+        }
+        removed
+    }
+
+    /// Appends to `out` every connection subscribed to something matching `channel`,
+    /// each exactly once, however many of its patterns match.
+    pub fn lookup(&mut self, channel: &str, out: &mut Vec<ConnId>) {
+        let start = out.len();
+        if let Some(subs) = self.exact.get(channel) {
+            out.extend_from_slice(subs);
+        }
+        if self.stats.wildcard_subscriptions > 0 {
+            let before = out.len();
+            self.wild.collect(channel, out);
+            if out.len() > before && out.len() - start > 1 {
+                // A connection may match through several patterns (and an exact
+                // channel): deliver at most once.
+                out[start..].sort_unstable();
+                let mut w = start;
+                for r in start..out.len() {
+                    if w == start || out[r] != out[w - 1] {
+                        out[w] = out[r];
+                        w += 1;
+                    }
+                }
+                out.truncate(w);
+            }
+        }
+        self.stats.lookups += 1;
+        self.stats.matches += (out.len() - start) as u64;
+    }
+
+    /// Whether any subscription matches `channel`.
+    pub fn has_match(&self, channel: &str) -> bool {
+        self.exact.contains_key(channel)
+            || (self.stats.wildcard_subscriptions > 0 && self.wild.any(channel))
+    }
+
+    /// The index's counters.
+    pub fn stats(&self) -> RouterStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

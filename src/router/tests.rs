@@ -1,0 +1,133 @@
+//! Router tests: fixed cases and a property test against the reference matcher.
+
+use super::*;
+use proptest::prelude::*;
+
+fn lookup(r: &mut Router, channel: &str) -> Vec<ConnId> {
+    let mut out = Vec::new();
+    r.lookup(channel, &mut out);
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn reference_matcher() {
+    assert!(pattern_matches("a.b", "a.b"));
+    assert!(!pattern_matches("a.b", "a.b.c"));
+    assert!(pattern_matches("a.*", "a.b"));
+    assert!(!pattern_matches("a.*", "a"));
+    assert!(!pattern_matches("a.*", "a.b.c"));
+    assert!(pattern_matches("a.>", "a.b.c"));
+    assert!(!pattern_matches("a.>", "a"));
+    assert!(pattern_matches(">", "x"));
+    assert!(pattern_matches("*.*.>", "a.b.c"));
+    assert!(!pattern_matches("*.*.>", "a.b"));
+    assert!(!pattern_matches("A.b", "a.b"));
+}
+
+#[test]
+fn exact_and_wildcard_deliver_once_per_connection() {
+    let mut r = Router::new();
+    r.insert("a.b", false, 1);
+    r.insert("a.*", true, 1);
+    r.insert("a.>", true, 1);
+    r.insert("a.>", true, 2);
+    r.insert("b.c", false, 3);
+    assert_eq!(lookup(&mut r, "a.b"), vec![1, 2]);
+    assert_eq!(lookup(&mut r, "a.b.c"), vec![1, 2]);
+    assert_eq!(lookup(&mut r, "a"), Vec::<ConnId>::new());
+    assert_eq!(lookup(&mut r, "b.c"), vec![3]);
+    assert!(r.has_match("a.z.z"));
+    assert!(!r.has_match("z"));
+}
+
+#[test]
+fn removal_is_exact_and_prunes() {
+    let mut r = Router::new();
+    r.insert("a.*", true, 1);
+    r.insert("a.x", false, 1);
+    assert!(r.remove("a.x", false, 1));
+    assert_eq!(lookup(&mut r, "a.x"), vec![1], "a.* still matches");
+    assert!(!r.remove("a.x", false, 1));
+    assert!(r.remove("a.*", true, 1));
+    assert!(r.wild.is_empty_for_tests());
+    assert!(r.exact.is_empty());
+    let s = r.stats();
+    assert_eq!(
+        (
+            s.inserts,
+            s.removes,
+            s.exact_channels,
+            s.wildcard_subscriptions
+        ),
+        (2, 2, 0, 0)
+    );
+}
+
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("c".to_string())
+    ]
+}
+
+fn channel() -> impl Strategy<Value = String> {
+    prop::collection::vec(token(), 1..5).prop_map(|t| t.join("."))
+}
+
+fn pattern() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(prop_oneof![3 => token(), 1 => Just("*".to_string())], 1..5),
+        any::<bool>(),
+    )
+        .prop_map(|(mut t, gt)| {
+            if gt {
+                t.push(">".to_string());
+            }
+            t.join(".")
+        })
+}
+
+proptest! {
+    #[test]
+    fn trie_agrees_with_reference(
+        subs in prop::collection::vec((0usize..6, pattern()), 0..40),
+        removals in prop::collection::vec(0usize..40, 0..20),
+        channels in prop::collection::vec(channel(), 1..20),
+    ) {
+        let mut r = Router::new();
+        let mut live: Vec<(usize, String)> = Vec::new();
+        for (conn, p) in &subs {
+            if !live.iter().any(|(c, q)| c == conn && q == p) {
+                let wild = p.split('.').any(|t| t == "*" || t == ">");
+                r.insert(p, wild, *conn);
+                live.push((*conn, p.clone()));
+            }
+        }
+        for i in removals {
+            if i < live.len() {
+                let (conn, p) = live.remove(i);
+                let wild = p.split('.').any(|t| t == "*" || t == ">");
+                prop_assert!(r.remove(&p, wild, conn));
+            }
+        }
+        for ch in &channels {
+            let mut want: Vec<ConnId> = live
+                .iter()
+                .filter(|(_, p)| pattern_matches(p, ch))
+                .map(|(c, _)| *c)
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(lookup(&mut r, ch), want.clone());
+            prop_assert_eq!(r.has_match(ch), !want.is_empty());
+        }
+        for (conn, p) in live {
+            let wild = p.split('.').any(|t| t == "*" || t == ">");
+            prop_assert!(r.remove(&p, wild, conn));
+        }
+        prop_assert!(r.exact.is_empty());
+        prop_assert!(r.wild.is_empty_for_tests());
+    }
+}
