@@ -23,4 +23,4 @@ mod reactor;
 pub mod router;
 pub mod stats;
 
-pub use client::{Client, ClientError, Message};
+pub use client::{Client, ClientError, Hello, Message, Welcome};

@@ -1,4 +1,0 @@
-//! client placeholder
-pub struct Client;
-pub struct ClientError;
-pub struct Message;
