@@ -134,7 +134,10 @@ impl Client {
     }
 
     /// Connects to a broker, giving up after `timeout` per address tried.
-    pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client, ClientError> {
+    pub fn connect_timeout(
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
         let mut last = None;
         for a in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&a, timeout) {
@@ -190,7 +193,8 @@ impl Client {
             frame["token"] = Value::from(token.as_str());
         }
         let reply = self.call_value(frame, "WELCOME")?;
-        serde_json::from_value(reply).map_err(|e| ClientError::Protocol(format!("bad WELCOME: {e}")))
+        serde_json::from_value(reply)
+            .map_err(|e| ClientError::Protocol(format!("bad WELCOME: {e}")))
     }
 
     /// Subscribes to a channel or pattern; returns this connection's subscription count.
@@ -215,7 +219,11 @@ impl Client {
 
     /// Publishes `message` (any serialisable value) and waits for the broker's count of
     /// receivers.
-    pub fn publish<T: Serialize + ?Sized>(&self, channel: &str, message: &T) -> Result<usize, ClientError> {
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        message: &T,
+    ) -> Result<usize, ClientError> {
         let raw = serde_json::to_string(message)?;
         self.publish_raw(channel, &raw)
     }
@@ -232,7 +240,11 @@ impl Client {
 
     /// Publishes without asking for a reply (`ack: false`): fastest, but a broker-side
     /// error is not reported back.
-    pub fn publish_no_ack<T: Serialize + ?Sized>(&self, channel: &str, message: &T) -> Result<(), ClientError> {
+    pub fn publish_no_ack<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        message: &T,
+    ) -> Result<(), ClientError> {
         validate_publish(channel)?;
         let raw = serde_json::to_string(message)?;
         let line = publish_line(channel, &raw, None);
@@ -360,7 +372,9 @@ impl Client {
                 return Err(reader::broker_error(&reply));
             }
             if command != expect {
-                return Err(ClientError::Protocol(format!("expected {expect}, got {reply}")));
+                return Err(ClientError::Protocol(format!(
+                    "expected {expect}, got {reply}"
+                )));
             }
             return Ok(reply);
         }

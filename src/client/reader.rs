@@ -87,7 +87,15 @@ pub(super) fn run(
 /// Turns an `ERROR` frame into a [`ClientError::Broker`].
 pub(super) fn broker_error(v: &Value) -> ClientError {
     ClientError::Broker {
-        code: v.get("code").and_then(Value::as_str).unwrap_or("unknown").to_string(),
-        message: v.get("error").and_then(Value::as_str).unwrap_or("").to_string(),
+        code: v
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string(),
+        message: v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
     }
 }
