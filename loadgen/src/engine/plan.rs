@@ -61,6 +61,9 @@ pub struct Plan {
     pub conns: Vec<ConnSpec>,
     /// Number of worker threads.
     pub threads: usize,
+    /// Subscribers are spread over threads `0..sub_threads` (a paced publisher gets a
+    /// thread of its own above them).
+    pub sub_threads: usize,
     /// Publishing rule.
     pub pacing: Pacing,
     /// Payload size in bytes.
@@ -79,6 +82,7 @@ impl Plan {
             groups: Vec::new(),
             conns: Vec::new(),
             threads: threads.max(1),
+            sub_threads: threads.max(1),
             pacing,
             payload,
             connect_timeout: Duration::from_secs(10),
@@ -104,7 +108,7 @@ impl Plan {
             subscribers,
         });
         for _ in 0..subscribers {
-            let thread = self.conns.len() % self.threads;
+            let thread = self.conns.len() % self.sub_threads;
             self.conns.push(ConnSpec {
                 role: Role::Subscriber { group },
                 thread,
@@ -112,7 +116,7 @@ impl Plan {
             });
         }
         for id in first..first + publishers {
-            let thread = pub_thread.unwrap_or(self.conns.len() % self.threads);
+            let thread = pub_thread.unwrap_or(self.conns.len() % self.sub_threads);
             self.conns.push(ConnSpec {
                 role: Role::Publisher { id, group },
                 thread,
@@ -132,13 +136,5 @@ impl Plan {
                 conn.source = Some(sources[i % sources.len()]);
             }
         }
-    }
-
-    /// Deliveries one message of `publisher` must reach (its group's subscriber count).
-    pub fn fan_out_of(&self, publisher: u32) -> u64 {
-        self.groups
-            .iter()
-            .find(|g| g.publishers.contains(&publisher))
-            .map_or(0, |g| u64::from(g.subscribers))
     }
 }

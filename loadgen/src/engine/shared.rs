@@ -172,6 +172,8 @@ pub struct Shared {
     pub drained_workers: AtomicUsize,
     /// Messages received by subscribers so far (updated per read, for progress and probes).
     pub received: AtomicU64,
+    /// Per connection (plan index): confirmed and still open.
+    pub conn_ready: Vec<AtomicBool>,
     /// Setup failures in order.
     pub failures: Mutex<Vec<Failure>>,
     /// Per publisher flow-control records.
@@ -207,6 +209,7 @@ impl Shared {
                 });
             }
         }
+        let conn_count = plan.conns.len();
         Shared {
             plan,
             base: Instant::now(),
@@ -222,6 +225,7 @@ impl Shared {
             drained_workers: AtomicUsize::new(0),
             received: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
+            conn_ready: (0..conn_count).map(|_| AtomicBool::new(false)).collect(),
             flows,
             wakers,
         }

@@ -106,6 +106,13 @@ pub struct WorkerReport {
     pub latency: Histogram<u64>,
 }
 
+/// Why a windowed publisher stopped encoding.
+enum PumpStop {
+    Window,
+    Socket,
+    Budget,
+}
+
 enum ReadOutcome {
     Drained,
     More,
@@ -146,8 +153,7 @@ impl Worker {
             .map(|(i, _)| i)
             .collect();
         let publishers = plan.publishers as usize;
-        let latency = Histogram::new_with_bounds(1, HIST_MAX_US, 3)
-            .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+        let latency = latency_histogram();
         Ok(Worker {
             id,
             poll,
@@ -395,29 +401,28 @@ impl Worker {
     }
 
     fn finish_connect(&mut self, key: usize) {
-        let protocol = self.protocol;
-        let plan = &self.shared.plan;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
+        let status = match self.conns.get(key).and_then(|c| c.stream.as_ref()) {
+            None => return,
+            Some(stream) => match stream.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match stream.peer_addr() {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
+                    Err(e) => Err(e),
+                },
+            },
         };
-        let Some(stream) = conn.stream.as_ref() else {
-            return;
-        };
-        match stream.take_error() {
-            Ok(Some(e)) | Err(e) => {
-                self.setup_failed(key, FailKind::of_io(&e), format!("connect: {e}"));
-                return;
-            }
-            Ok(None) => {}
-        }
-        match stream.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return,
+        match status {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => {
                 self.setup_failed(key, FailKind::of_io(&e), format!("connect: {e}"));
                 return;
             }
         }
+        let protocol = self.protocol;
+        let plan = &self.shared.plan;
+        let conn = &mut self.conns[key];
         conn.state = State::Confirming;
         protocol.hello(&mut conn.out, key as u64 + ((self.id as u64) << 40));
         match plan.conns[conn.spec].role {
@@ -444,6 +449,7 @@ impl Worker {
         if let Some(conn) = self.conns.get_mut(key) {
             if conn.state == State::Confirming {
                 conn.state = State::Ready;
+                self.shared.conn_ready[conn.spec].store(true, Ordering::Relaxed);
                 self.connecting = self.connecting.saturating_sub(1);
                 self.shared.ready.fetch_add(1, Ordering::SeqCst);
                 let now = self.shared.now_us();
@@ -477,6 +483,7 @@ impl Worker {
 
     fn close(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
+            self.shared.conn_ready[conn.spec].store(false, Ordering::Relaxed);
             if let Some(mut stream) = conn.stream.take() {
                 // Deregistering a socket we are about to drop cannot fail in a way we act on.
                 let _ = self.poll.registry().deregister(&mut stream);
@@ -763,10 +770,9 @@ impl Worker {
         let counted = now_us >= self.window.0 && now_us < self.window.1;
         let mut completed = flow.completed();
         let mut budget = PUMP_BUDGET;
-        let mut yielded = false;
-        loop {
+        let stop = loop {
             if conn.out.len() >= PUB_HIGH_WATER {
-                break;
+                break PumpStop::Socket;
             }
             let in_flight = conn.seq.saturating_sub(completed);
             if in_flight >= window {
@@ -775,14 +781,13 @@ impl Worker {
                 flow.parked.store(true, Ordering::SeqCst);
                 completed = flow.completed();
                 if conn.seq.saturating_sub(completed) >= window {
-                    break;
+                    break PumpStop::Window;
                 }
                 flow.parked.store(false, Ordering::SeqCst);
                 continue;
             }
             if budget == 0 {
-                yielded = true;
-                break;
+                break PumpStop::Budget;
             }
             let n = (window - in_flight).min(PUMP_BATCH).min(budget);
             for _ in 0..n {
@@ -803,15 +808,17 @@ impl Worker {
                 self.report.published_window += n;
             }
             budget -= n;
-        }
+        };
         flow.sent.store(conn.seq, Ordering::SeqCst);
         self.flush(key);
-        let blocked = self.conns.get(key).is_none_or(|c| c.write_blocked);
-        if yielded || (!blocked && self.conns.get(key).is_some_and(|c| c.out.is_empty()) && {
-            let c = &self.conns[key];
-            c.seq.saturating_sub(flow.completed()) < window && !flow.parked.load(Ordering::SeqCst)
-        }) {
-            self.again_pump.push(key);
+        let socket_free = self.conns.get(key).is_some_and(|c| !c.write_blocked);
+        match stop {
+            // Parked: the worker whose subscribers catch up wakes this thread.
+            PumpStop::Window => {}
+            PumpStop::Budget => self.again_pump.push(key),
+            // The writable event resumes a blocked socket; a drained one goes on now.
+            PumpStop::Socket if socket_free => self.again_pump.push(key),
+            PumpStop::Socket => {}
         }
     }
 
@@ -886,6 +893,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// An empty latency histogram: 1 us to 60 s at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant histogram bounds are valid")
 }
 
 /// Lets the kernel pick the local port at connect time rather than at bind time, so one

@@ -1,0 +1,101 @@
+//! Scenarios: turn the command line into a [`Plan`](crate::engine::plan::Plan), run it on
+//! the engine and fill in a [`Record`]. `traffic` owns the publishing scenarios
+//! (clients, fanout, fanin, pairs, latency); `conns` owns the connection-limit ramp.
+
+pub mod conns;
+pub mod traffic;
+
+use crate::cli::{parse_target, Args, ScenarioName, Target};
+use crate::engine::shared::Failure;
+use crate::report::Record;
+use crate::stamp;
+use thiserror::Error;
+
+/// Why a scenario could not produce a result.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// A flag value makes no sense.
+    #[error("{0}")]
+    Usage(String),
+    /// Threads or sockets could not be set up at all.
+    #[error("cannot start: {0}")]
+    Io(#[from] std::io::Error),
+    /// Not every connection could be confirmed.
+    #[error("only {ready} of {wanted} connections were confirmed; first failure: {first}")]
+    Setup {
+        /// Confirmed connections.
+        ready: usize,
+        /// Planned connections.
+        wanted: usize,
+        /// The first failure.
+        first: Failure,
+    },
+}
+
+/// Settings every scenario shares, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Parsed target.
+    pub target: Target,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl Common {
+    /// Validates the shared flags.
+    pub fn from_args(args: &Args) -> Result<Common, ScenarioError> {
+        let target = parse_target(&args.target).map_err(ScenarioError::Usage)?;
+        if args.payload < stamp::MIN_PAYLOAD {
+            return Err(ScenarioError::Usage(format!(
+                "--payload must be at least {} bytes (the stamp takes {})",
+                stamp::MIN_PAYLOAD,
+                stamp::STAMP_LEN
+            )));
+        }
+        if !(args.duration > 0.0 && args.warmup >= 0.0 && args.drain >= 0.0) {
+            return Err(ScenarioError::Usage(
+                "--duration must be positive, --warmup and --drain not negative".into(),
+            ));
+        }
+        for source in &args.source {
+            match source {
+                std::net::IpAddr::V4(v4) if v4.octets()[0] == 127 => {}
+                _ => {
+                    return Err(ScenarioError::Usage(format!(
+                        "--source {source} is not a loopback address"
+                    )))
+                }
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Common {
+            target,
+            threads: args.threads.unwrap_or(cores).max(1),
+        })
+    }
+}
+
+/// Runs the scenario chosen on the command line (not `relay`).
+pub fn run(args: &Args) -> Result<Record, ScenarioError> {
+    let common = Common::from_args(args)?;
+    let mut record = match args.scenario() {
+        ScenarioName::Conns => conns::run(args, &common)?,
+        ScenarioName::Relay => {
+            return Err(ScenarioError::Usage("relay is not a load scenario".into()))
+        }
+        name => traffic::run(name, args, &common)?,
+    };
+    record.unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    record.params.sources = args.source.iter().map(|s| s.to_string()).collect();
+    if let Some(pid) = args.broker_pid {
+        record.broker_rss_bytes = crate::procinfo::pid_rss_bytes(pid);
+    }
+    Ok(record)
+}
+
+/// `PREFIX.i`.
+pub fn channel(args: &Args, i: usize) -> Vec<u8> {
+    format!("{}.{i}", args.channel_prefix).into_bytes()
+}
