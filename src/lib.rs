@@ -7,6 +7,7 @@
 //! - [`connection`]: one connection's socket, buffers, subscriptions and lifecycle.
 //! - `reactor`: the single-threaded `mio` event loop that moves bytes between
 //!   connections through the router.
+//! - [`federation`]: links between brokers: interest table and loop prevention.
 //! - [`broker`]: configuration and start-up of a broker process.
 //! - [`client`]: the blocking client library ([`Client`]).
 //! - [`stats`]: counters.
@@ -16,8 +17,10 @@
 //! write queue -> socket. `docs/architecture.md` follows it in detail.
 
 pub mod broker;
+pub mod cli;
 pub mod client;
 pub mod connection;
+pub mod federation;
 pub mod protocol;
 mod reactor;
 pub mod router;
