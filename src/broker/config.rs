@@ -63,4 +63,18 @@ pub struct Config {
     /// Log every frame received, to watch clients talk.
     #[arg(long, short)]
     pub verbose: bool,
+
+    /// Join the hub topology: open a federation link to the broker at ADDR (repeat for
+    /// several). Messages cross links only where the other side has a matching
+    /// subscription. See docs/federation.md.
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: Vec<String>,
+
+    /// Token to present to upstream brokers [default: the value of --token].
+    #[arg(long, value_name = "T")]
+    pub upstream_token: Option<String>,
+
+    /// Longest wait between attempts to re-open a broken link, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub link_backoff_max_ms: u64,
 }

@@ -7,7 +7,8 @@
 mod config;
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use mio::net::TcpListener;
 use tracing::{info, warn};
@@ -34,6 +35,52 @@ pub enum BrokerError {
     /// The event loop failed.
     #[error(transparent)]
     Reactor(#[from] ReactorError),
+    /// `--name` is not a valid broker name.
+    #[error("invalid --name '{name}': {source}")]
+    Name {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        source: crate::protocol::NameError,
+    },
+    /// An `--upstream` address cannot be resolved.
+    #[error("invalid --upstream '{addr}': {reason}")]
+    Upstream {
+        /// The address given.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Resolves each `--upstream` to one socket address.
+fn resolve_upstreams(list: &[String]) -> Result<Vec<SocketAddr>, BrokerError> {
+    list.iter()
+        .map(|addr| {
+            let bad = |reason: String| BrokerError::Upstream {
+                addr: addr.clone(),
+                reason,
+            };
+            addr.to_socket_addrs()
+                .map_err(|e| bad(e.to_string()))?
+                .next()
+                .ok_or_else(|| bad("no address found".into()))
+        })
+        .collect()
+}
+
+/// The default broker name: the bound address, with the host name instead of an
+/// unspecified IP (`0.0.0.0:7400` is not unique across machines).
+fn default_name(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let host = host.trim();
+            if !host.is_empty() {
+                return format!("{host}:{}", addr.port());
+            }
+        }
+    }
+    addr.to_string()
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (as Redis does) and returns the
@@ -72,7 +119,12 @@ pub fn run(config: Config) -> Result<(), BrokerError> {
         addr: config.listen,
         source,
     })?;
-    let name = config.name.clone().unwrap_or_else(|| addr.to_string());
+    let name = config.name.clone().unwrap_or_else(|| default_name(addr));
+    crate::protocol::validate_name(&name).map_err(|source| BrokerError::Name {
+        name: name.clone(),
+        source,
+    })?;
+    let upstreams = resolve_upstreams(&config.upstream)?;
     info!(
         name = %name,
         fd_limit,
@@ -90,6 +142,12 @@ pub fn run(config: Config) -> Result<(), BrokerError> {
         max_subscriptions: config.max_subscriptions,
         token: config.token.clone(),
         verbose: config.verbose,
+        upstreams,
+        upstream_token: config
+            .upstream_token
+            .clone()
+            .or_else(|| config.token.clone()),
+        link_backoff_max: Duration::from_millis(config.link_backoff_max_ms.max(1)),
     };
     let mut reactor = Reactor::new(listener, settings)?;
     {

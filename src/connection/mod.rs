@@ -24,6 +24,19 @@ pub struct Subscription {
     pub wildcard: bool,
 }
 
+/// What is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A client (or a broker that has not yet said it is one).
+    Client,
+    /// A federation link to another broker. `upstream` is the index of the
+    /// `--upstream` this broker dialled, or `None` for a link the peer opened.
+    Link {
+        /// Index into the broker's upstream list, for links this broker opened.
+        upstream: Option<usize>,
+    },
+}
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -74,6 +87,10 @@ pub struct Connection {
     pub flush_queued: bool,
     /// Already on the reactor's list of connections with unread input.
     pub read_queued: bool,
+    /// Client or federation link.
+    pub role: Role,
+    /// An outbound connection whose TCP handshake has not completed yet.
+    pub connecting: bool,
     /// Counts against `--max-connections` (false for a refused connection on its way
     /// out).
     pub counted: bool,
@@ -96,6 +113,8 @@ impl Connection {
             flush_queued: false,
             read_queued: false,
             counted: true,
+            role: Role::Client,
+            connecting: false,
         }
     }
 
@@ -107,6 +126,11 @@ impl Connection {
     /// Whether input from this connection is still handled as commands.
     pub fn handles_input(&self) -> bool {
         matches!(self.phase, Phase::Open)
+    }
+
+    /// Whether this connection is a federation link.
+    pub fn is_link(&self) -> bool {
+        matches!(self.role, Role::Link { .. })
     }
 
     /// Index of `pattern` in this connection's subscriptions.

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A configured limit was reached (connections, subscriptions).
     Limit,
+    /// Broker-only: a federation link was refused (a link to itself, a duplicate
+    /// broker name); the connection is closed.
+    LinkRefused,
 }
 
 impl ErrorCode {
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::Limit => "limit",
+            ErrorCode::LinkRefused => "link_refused",
         }
     }
 
@@ -54,6 +58,7 @@ impl ErrorCode {
             "unauthorized" => ErrorCode::Unauthorized,
             "slow_consumer" => ErrorCode::SlowConsumer,
             "limit" => ErrorCode::Limit,
+            "link_refused" => ErrorCode::LinkRefused,
             _ => return None,
         })
     }
@@ -62,12 +67,15 @@ impl ErrorCode {
     pub fn is_fatal(self) -> bool {
         matches!(
             self,
-            ErrorCode::FrameTooLarge | ErrorCode::Unauthorized | ErrorCode::SlowConsumer
+            ErrorCode::FrameTooLarge
+                | ErrorCode::Unauthorized
+                | ErrorCode::SlowConsumer
+                | ErrorCode::LinkRefused
         )
     }
 
     /// Every code, for counters and tests.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadJson,
         ErrorCode::BadFrame,
         ErrorCode::UnknownCommand,
@@ -77,6 +85,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::SlowConsumer,
         ErrorCode::Limit,
+        ErrorCode::LinkRefused,
     ];
 }
 

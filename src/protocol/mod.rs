@@ -8,6 +8,7 @@
 mod channel;
 mod encode;
 mod error;
+mod link;
 mod parse;
 mod scan;
 
@@ -17,6 +18,10 @@ pub use encode::{
     encode_welcome, write_json_str, Welcome,
 };
 pub use error::ErrorCode;
+pub use link::{
+    encode_interest, encode_link_hello, encode_no_interest, encode_route, validate_name, NameError,
+    Path, MAX_HOPS, MAX_NAME_LEN,
+};
 pub use parse::{parse_frame, Command, Frame, FrameError, Hello};
 pub use scan::{scan_frame, Scan};
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ErrorCode;
+use super::link::Path;
 
 /// A parsed frame: its command and the raw `id` to echo in the reply.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct Hello<'a> {
     pub echo: bool,
     /// Authentication token.
     pub token: Option<Cow<'a, str>>,
+    /// Set by a broker opening a federation link (broker-only field).
+    pub link: bool,
 }
 
 /// A client command. Channel names are unescaped but not yet validated.
@@ -61,6 +64,45 @@ pub enum Command<'a> {
     },
     /// `PING`.
     Ping,
+    /// `STATS`: the broker's counters (an extension to protocol v1).
+    Stats,
+    /// Broker-only: the brokers on `path` want messages matching `channel`.
+    Interest {
+        /// The pattern.
+        channel: Cow<'a, str>,
+        /// Origin first, sender last.
+        path: Path<'a>,
+    },
+    /// Broker-only: `origin` no longer wants `channel` through the sender.
+    NoInterest {
+        /// The pattern.
+        channel: Cow<'a, str>,
+        /// The broker whose interest ends.
+        origin: Cow<'a, str>,
+    },
+    /// Broker-only: a message crossing a link.
+    Route {
+        /// The channel it was published on.
+        channel: Cow<'a, str>,
+        /// The origin broker's sequence number for it.
+        seq: u64,
+        /// Brokers crossed, origin first.
+        path: Path<'a>,
+        /// The message as raw JSON text.
+        message: &'a RawValue,
+    },
+    /// Broker-only: the upstream's reply to a link `HELLO`.
+    Welcome {
+        /// The upstream broker's name.
+        server: Cow<'a, str>,
+    },
+    /// Broker-only: an `ERROR` received on a link.
+    Error {
+        /// The error code.
+        code: Cow<'a, str>,
+        /// The explanation.
+        text: Cow<'a, str>,
+    },
 }
 
 /// A frame that could not be turned into a command: the code to answer with, a human
@@ -102,6 +144,13 @@ struct RawFields<'a> {
     name: Option<&'a RawValue>,
     echo: Option<&'a RawValue>,
     token: Option<&'a RawValue>,
+    link: Option<&'a RawValue>,
+    path: Option<&'a RawValue>,
+    seq: Option<&'a RawValue>,
+    origin: Option<&'a RawValue>,
+    server: Option<&'a RawValue>,
+    code: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
 }
 
 /// Which known field a key names; decided without allocating, escapes included.
@@ -114,6 +163,13 @@ enum Key {
     Name,
     Echo,
     Token,
+    Link,
+    Path,
+    Seq,
+    Origin,
+    Server,
+    Code,
+    Error,
     Other,
 }
 
@@ -135,6 +191,13 @@ impl<'de> Deserialize<'de> for Key {
                     "name" => Key::Name,
                     "echo" => Key::Echo,
                     "token" => Key::Token,
+                    "link" => Key::Link,
+                    "path" => Key::Path,
+                    "seq" => Key::Seq,
+                    "origin" => Key::Origin,
+                    "server" => Key::Server,
+                    "code" => Key::Code,
+                    "error" => Key::Error,
                     _ => Key::Other,
                 })
             }
@@ -164,6 +227,13 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
                         Key::Name => &mut f.name,
                         Key::Echo => &mut f.echo,
                         Key::Token => &mut f.token,
+                        Key::Link => &mut f.link,
+                        Key::Path => &mut f.path,
+                        Key::Seq => &mut f.seq,
+                        Key::Origin => &mut f.origin,
+                        Key::Server => &mut f.server,
+                        Key::Code => &mut f.code,
+                        Key::Error => &mut f.error,
                         Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -305,12 +375,59 @@ pub fn parse_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
         }
     } else if name.eq_ignore_ascii_case("PING") {
         Command::Ping
+    } else if name.eq_ignore_ascii_case("STATS") {
+        Command::Stats
     } else if name.eq_ignore_ascii_case("HELLO") {
         Command::Hello(Hello {
             name: optional_str(fields.name, "name", id)?,
             echo: optional_bool(fields.echo, "echo", true, id)?,
             token: optional_str(fields.token, "token", id)?,
+            link: optional_bool(fields.link, "link", false, id)?,
         })
+    } else if name.eq_ignore_ascii_case("ROUTE") {
+        let bad = |what: &'static str| FrameError::new(ErrorCode::BadField, what, id);
+        Command::Route {
+            channel: required_str(fields.channel, "channel", id)?,
+            seq: fields
+                .seq
+                .and_then(|v| v.get().parse::<u64>().ok())
+                .ok_or_else(|| bad("field 'seq' must be an unsigned integer"))?,
+            path: fields
+                .path
+                .and_then(|v| Path::parse(v.get()))
+                .ok_or_else(|| bad("field 'path' must be an array of broker names"))?,
+            message: fields
+                .message
+                .ok_or_else(|| bad("missing field 'message'"))?,
+        }
+    } else if name.eq_ignore_ascii_case("INTEREST") {
+        Command::Interest {
+            channel: required_str(fields.channel, "channel", id)?,
+            path: fields
+                .path
+                .and_then(|v| Path::parse(v.get()))
+                .ok_or_else(|| {
+                    FrameError::new(
+                        ErrorCode::BadField,
+                        "field 'path' must be an array of broker names",
+                        id,
+                    )
+                })?,
+        }
+    } else if name.eq_ignore_ascii_case("NOINTEREST") {
+        Command::NoInterest {
+            channel: required_str(fields.channel, "channel", id)?,
+            origin: required_str(fields.origin, "origin", id)?,
+        }
+    } else if name.eq_ignore_ascii_case("WELCOME") {
+        Command::Welcome {
+            server: required_str(fields.server, "server", id)?,
+        }
+    } else if name.eq_ignore_ascii_case("ERROR") {
+        Command::Error {
+            code: optional_str(fields.code, "code", id)?.unwrap_or(Cow::Borrowed("")),
+            text: optional_str(fields.error, "error", id)?.unwrap_or(Cow::Borrowed("")),
+        }
     } else {
         let shown: String = name.chars().take(64).collect();
         return Err(FrameError::new(

@@ -126,11 +126,11 @@ impl Reactor {
         if matches!(conn.phase, Phase::Closing { .. }) {
             return;
         }
-        for sub in conn.subs.drain(..) {
-            self.router.remove(&sub.pattern, sub.wildcard, id);
-        }
-        conn.subs = Vec::new();
         conn.partial = Vec::new();
+        self.drop_subscriptions(id);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
         let deadline = Instant::now() + CLOSE_GRACE;
         conn.phase = Phase::Closing {
             deadline,

@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use super::Reactor;
 use crate::connection::Subscription;
 use crate::protocol::{
-    encode_error, encode_message, encode_pong, encode_published, encode_subscription,
+    encode_error, encode_message, encode_pong, encode_published, encode_route, encode_subscription,
     encode_welcome, parse_frame, validate_pattern, validate_publish, Command, ErrorCode, Hello,
-    Welcome,
+    Path, Welcome,
 };
 use crate::router::ConnId;
 
@@ -51,6 +51,7 @@ impl Reactor {
             Err(e) => return self.send_error(id, e.code, &e.message, e.id),
         };
         let id_field = frame.id;
+        let is_link = self.conns.get(id).is_some_and(|c| c.is_link());
         match frame.command {
             Command::Hello(hello) => self.hello(id, hello, id_field),
             _ if !authenticated => self.fatal_error(
@@ -58,6 +59,29 @@ impl Reactor {
                 ErrorCode::Unauthorized,
                 "the first frame must be HELLO with a valid token",
             ),
+            Command::Ping => {
+                self.reply.clear();
+                encode_pong(&mut self.reply, id_field);
+                self.queue_reply(id);
+            }
+            Command::Stats => self.stats_reply(id, id_field),
+            Command::Interest { channel, path } if is_link => self.on_interest(id, &channel, path),
+            Command::NoInterest { channel, origin } if is_link => {
+                self.on_no_interest(id, &channel, &origin)
+            }
+            Command::Route {
+                channel,
+                seq,
+                path,
+                message,
+            } if is_link => self.on_route(id, &channel, seq, path, message.get()),
+            Command::Welcome { server } if is_link => self.on_link_welcome(id, &server),
+            Command::Error { code, text } if is_link => {
+                warn!(peer = ?self.conns.get(id).map(|c| c.label()), %code, %text, "link peer sent an error");
+            }
+            _ if is_link => {
+                warn!(line = %String::from_utf8_lossy(line), "ignoring a client command on a federation link");
+            }
             Command::Subscribe { channel } => self.subscribe(id, &channel, id_field),
             Command::Unsubscribe { channel } => self.unsubscribe(id, &channel, id_field),
             Command::Publish {
@@ -68,17 +92,27 @@ impl Reactor {
                 if let Err(e) = validate_publish(&channel) {
                     return self.send_error(id, ErrorCode::BadChannel, &e.to_string(), id_field);
                 }
-                let receivers = self.publish(id, &channel, message.get());
+                let receivers = self.fan_out(Some(id), &channel, message.get(), None);
                 if ack {
                     self.reply.clear();
                     encode_published(&mut self.reply, &channel, receivers, id_field);
                     self.queue_reply(id);
                 }
             }
-            Command::Ping => {
-                self.reply.clear();
-                encode_pong(&mut self.reply, id_field);
-                self.queue_reply(id);
+            Command::Interest { .. }
+            | Command::NoInterest { .. }
+            | Command::Route { .. }
+            | Command::Welcome { .. }
+            | Command::Error { .. } => {
+                // Broker-only frames are not part of the client protocol.
+                let name = String::from_utf8_lossy(line);
+                let shown = parse_command_name(&name);
+                self.send_error(
+                    id,
+                    ErrorCode::UnknownCommand,
+                    &format!("unknown command '{shown}'"),
+                    id_field,
+                );
             }
         }
     }
@@ -95,13 +129,24 @@ impl Reactor {
             }
         }
         conn.authenticated = true;
+        if hello.link {
+            return self.accept_link(id, &hello, id_field);
+        }
         conn.echo = hello.echo;
         if let Some(name) = hello.name {
             conn.name = Some(name.chars().take(128).collect::<String>().into_boxed_str());
         }
         tracing::debug!(conn = %conn.label(), echo = conn.echo, "hello");
+        self.welcome(id, id_field);
+    }
+
+    /// Queues `WELCOME`.
+    pub(super) fn welcome(&mut self, id: ConnId, id_field: Option<&RawValue>) {
+        let Some(conn) = self.conns.get(id) else {
+            return;
+        };
         let welcome = Welcome {
-            server: &self.settings.name,
+            server: self.fed.name(),
             version: env!("CARGO_PKG_VERSION"),
             max_frame: self.settings.max_frame,
             client_id: conn.client_id,
@@ -132,6 +177,12 @@ impl Reactor {
                 wildcard,
             });
             self.router.insert(channel, wildcard, id);
+            let count = conn.subs.len();
+            self.reply.clear();
+            encode_subscription(&mut self.reply, "SUBSCRIBED", channel, count, id_field);
+            self.queue_reply(id);
+            let effects = self.fed.local_subscribed(channel);
+            return self.apply_effects(effects);
         }
         let count = conn.subs.len();
         self.reply.clear();
@@ -146,42 +197,79 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
+        let mut effects = Vec::new();
         if let Some(pos) = conn.find_sub(channel) {
             let sub = conn.subs.swap_remove(pos);
             self.router.remove(&sub.pattern, sub.wildcard, id);
+            effects = self.fed.local_unsubscribed(&sub.pattern);
         }
         let count = conn.subs.len();
         self.reply.clear();
         encode_subscription(&mut self.reply, "UNSUBSCRIBED", channel, count, id_field);
         self.queue_reply(id);
+        self.apply_effects(effects);
     }
 
-    /// Queues one MESSAGE to every connection subscribed to something matching
-    /// `channel`; returns how many it was queued to.
-    pub(super) fn publish(&mut self, from: ConnId, channel: &str, message: &str) -> usize {
-        self.stats.published += 1;
+    /// Queues a message to every connection subscribed to something matching
+    /// `channel`: a `MESSAGE` to clients and a `ROUTE` to links whose peer has not seen
+    /// it. Each frame is encoded at most once. `from` is the publishing client (for
+    /// `echo: false`); `routed` the sequence number and path of a message that came
+    /// over a link. Returns how many connections it was queued to.
+    pub(super) fn fan_out(
+        &mut self,
+        from: Option<ConnId>,
+        channel: &str,
+        message: &str,
+        routed: Option<(u64, Path<'_>)>,
+    ) -> usize {
+        if routed.is_none() {
+            self.stats.published += 1;
+        }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.router.lookup(channel, &mut matches);
-        if matches.is_empty() {
-            self.matches = matches;
-            return 0;
-        }
-        self.frame.clear();
-        encode_message(&mut self.frame, channel, message);
-        let shared: Option<Rc<[u8]>> =
-            (self.frame.len() >= SHARE_THRESHOLD).then(|| Rc::from(&self.frame[..]));
         let mut receivers = 0;
+        // Encoded on first use: a MESSAGE for clients, a ROUTE for links.
+        let mut message_frame: Option<Option<Rc<[u8]>>> = None;
+        let mut route_frame: Option<Option<Rc<[u8]>>> = None;
+        let path = routed.map(|r| r.1);
         for &cid in &matches {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
-            if !conn.receives() || (cid == from && !conn.echo) {
+            if !conn.receives() || (Some(cid) == from && !conn.echo) {
                 continue;
             }
-            match &shared {
+            let (buf, shared) = if conn.is_link() {
+                if !self.fed.may_route(cid, path) {
+                    continue;
+                }
+                let shared = route_frame.get_or_insert_with(|| {
+                    let seq = routed.map_or_else(|| self.fed.next_seq(), |r| r.0);
+                    self.route.clear();
+                    encode_route(
+                        &mut self.route,
+                        channel,
+                        seq,
+                        path,
+                        self.fed.name(),
+                        message,
+                    );
+                    (self.route.len() >= SHARE_THRESHOLD).then(|| Rc::from(&self.route[..]))
+                });
+                self.fed.count_out(cid);
+                (&self.route, shared)
+            } else {
+                let shared = message_frame.get_or_insert_with(|| {
+                    self.frame.clear();
+                    encode_message(&mut self.frame, channel, message);
+                    (self.frame.len() >= SHARE_THRESHOLD).then(|| Rc::from(&self.frame[..]))
+                });
+                (&self.frame, shared)
+            };
+            match shared {
                 Some(frame) => conn.out.push_shared(frame),
-                None => conn.out.push(&self.frame),
+                None => conn.out.push(buf),
             }
             if conn.out.pending() > self.settings.max_pending {
                 self.slow_consumer(cid);
@@ -204,11 +292,20 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        warn!(
-            conn = %conn.label(),
-            max_pending = self.settings.max_pending,
-            "slow consumer: unsent output over the limit; closing"
-        );
+        if conn.is_link() {
+            warn!(
+                link = %conn.label(),
+                max_pending = self.settings.max_pending,
+                "federation link is a slow consumer: unsent output over the limit; closing it (a dialled link reconnects)"
+            );
+            self.fed.count_slow(id);
+        } else {
+            warn!(
+                conn = %conn.label(),
+                max_pending = self.settings.max_pending,
+                "slow consumer: unsent output over the limit; closing"
+            );
+        }
         conn.out.cut_after_current_frame();
         self.fatal_error(
             id,
@@ -257,5 +354,66 @@ impl Reactor {
             conn.out.push(&self.reply);
         }
         self.begin_close(id, true);
+    }
+}
+
+/// The `command` value of a frame known to be valid, for error texts.
+fn parse_command_name(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| {
+            v.get("command")
+                .and_then(|c| c.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+        .chars()
+        .take(64)
+        .collect()
+}
+
+impl Reactor {
+    /// Replies to `STATS` with the broker's counters, the router's and each link's.
+    fn stats_reply(&mut self, id: ConnId, id_field: Option<&RawValue>) {
+        let r = self.router.stats();
+        let errors: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
+            .iter()
+            .map(|&c| (c.as_str().to_string(), self.stats.errors_of(c).into()))
+            .collect();
+        let mut v = serde_json::json!({
+            "command": "STATS",
+            "server": self.fed.name(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "connections": self.clients,
+            "accepted": self.stats.accepted,
+            "refused": self.stats.refused,
+            "closed": self.stats.closed,
+            "frames_in": self.stats.frames_in,
+            "published": self.stats.published,
+            "delivered": self.stats.delivered,
+            "bytes_in": self.stats.bytes_in,
+            "bytes_out": self.stats.bytes_out,
+            "errors": errors,
+            "router": {
+                "exact_channels": r.exact_channels,
+                "wildcard_subscriptions": r.wildcard_subscriptions,
+                "inserts": r.inserts,
+                "removes": r.removes,
+                "lookups": r.lookups,
+                "matches": r.matches,
+            },
+            "links": self.fed.link_info(),
+            "duplicates_dropped": self.fed.duplicates(),
+        });
+        if let Some(raw) = id_field {
+            if let Ok(idv) = serde_json::from_str::<serde_json::Value>(raw.get()) {
+                v["id"] = idv;
+            }
+        }
+        self.reply.clear();
+        if serde_json::to_writer(&mut self.reply, &v).is_ok() {
+            self.reply.push(b'\n');
+            self.queue_reply(id);
+        }
     }
 }

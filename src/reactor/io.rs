@@ -248,6 +248,9 @@ impl Reactor {
                 continue;
             };
             conn.flush_queued = false;
+            if conn.connecting {
+                continue; // flushed once the TCP handshake completes
+            }
             if !conn.out.is_empty() {
                 match conn.out.write_to(&mut conn.stream, WRITE_BUDGET) {
                     Ok(done) => {

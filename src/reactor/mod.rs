@@ -11,6 +11,7 @@
 mod accept;
 mod commands;
 mod io;
+mod links;
 mod settings;
 
 use std::collections::VecDeque;
@@ -23,9 +24,11 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use tracing::{info, warn};
 
-use crate::connection::{Connection, Phase};
+use crate::connection::{Connection, Phase, Role};
+use crate::federation::Federation;
 use crate::router::{ConnId, Router};
 use crate::stats::Stats;
+use links::Upstream;
 
 pub use settings::Settings;
 
@@ -63,6 +66,10 @@ pub struct Reactor {
     signals: Signals,
     conns: Slab<Connection>,
     router: Router,
+    /// Interest table and loop prevention for federation links.
+    fed: Federation,
+    /// The `--upstream` brokers this broker dials.
+    upstreams: Vec<Upstream>,
     settings: Settings,
     stats: Stats,
     /// Shared read buffer: a read lands here first, and only an incomplete trailing
@@ -70,6 +77,8 @@ pub struct Reactor {
     rbuf: Box<[u8]>,
     /// Scratch for encoding one MESSAGE (encoded once per publish).
     frame: Vec<u8>,
+    /// Scratch for encoding one ROUTE (encoded once per message sent over links).
+    route: Vec<u8>,
     /// Scratch for encoding one reply.
     reply: Vec<u8>,
     /// Scratch for the subscribers of one publish.
@@ -112,10 +121,22 @@ impl Reactor {
             signals,
             conns: Slab::new(),
             router: Router::new(),
+            fed: Federation::new(&settings.name),
+            upstreams: settings
+                .upstreams
+                .iter()
+                .map(|&addr| Upstream {
+                    addr,
+                    conn: None,
+                    failures: 0,
+                    retry_at: None,
+                })
+                .collect(),
             settings,
             stats: Stats::default(),
             rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             frame: Vec::with_capacity(4096),
+            route: Vec::new(),
             reply: Vec::with_capacity(256),
             matches: Vec::new(),
             flush_list: Vec::new(),
@@ -135,6 +156,7 @@ impl Reactor {
     /// (or the shutdown grace period ran out).
     pub fn run(&mut self) -> Result<(), ReactorError> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        self.start_links();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -148,6 +170,11 @@ impl Reactor {
                     LISTENER => self.accept_ready(),
                     SIGNALS => self.on_signal(),
                     Token(id) => {
+                        if self.conns.get(id).is_some_and(|c| c.connecting)
+                            && !self.finish_connect(id)
+                        {
+                            continue;
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(id);
                         }
@@ -192,6 +219,7 @@ impl Reactor {
             self.closing.front().map(|c| c.0),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.next_redial(),
         ];
         let next = deadlines.into_iter().flatten().min()?;
         Some(next.saturating_duration_since(Instant::now()))
@@ -234,9 +262,35 @@ impl Reactor {
                 }
             }
         }
+        self.redial_due(now);
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept_pending = true;
+        }
+    }
+
+    /// Removes a connection's subscriptions from the router and tells federation:
+    /// a client's patterns lose a local subscriber; a link's interest is withdrawn.
+    pub(super) fn drop_subscriptions(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let subs = std::mem::take(&mut conn.subs);
+        let is_link = conn.is_link();
+        for sub in &subs {
+            self.router.remove(&sub.pattern, sub.wildcard, id);
+        }
+        if is_link {
+            if self.fed.is_link(id) {
+                info!(peer = ?conn.name, "link closed");
+            }
+            let effects = self.fed.link_down(id);
+            self.apply_effects(effects);
+        } else {
+            for sub in &subs {
+                let effects = self.fed.local_unsubscribed(&sub.pattern);
+                self.apply_effects(effects);
+            }
         }
     }
 
@@ -244,13 +298,22 @@ impl Reactor {
     fn close_marked(&mut self) {
         let mut list = std::mem::take(&mut self.to_close);
         for id in list.drain(..) {
+            if !self.conns.contains(id) {
+                continue;
+            }
+            self.drop_subscriptions(id);
             let Some(mut conn) = self.conns.try_remove(id) else {
                 continue;
             };
-            for sub in conn.subs.drain(..) {
-                self.router.remove(&sub.pattern, sub.wildcard, id);
-            }
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Role::Link {
+                upstream: Some(idx),
+            } = conn.role
+            {
+                if self.upstreams[idx].conn == Some(id) {
+                    self.schedule_redial(idx);
+                }
+            }
             if conn.counted {
                 self.clients -= 1;
             }

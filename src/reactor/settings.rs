@@ -2,6 +2,9 @@
 //!
 //! Owns nothing but values; the command line lives in `broker::config`.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 /// Limits and identity the reactor enforces.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -19,4 +22,10 @@ pub struct Settings {
     pub token: Option<String>,
     /// Log every frame received.
     pub verbose: bool,
+    /// Brokers to open federation links to.
+    pub upstreams: Vec<SocketAddr>,
+    /// Token to present on links to upstreams.
+    pub upstream_token: Option<String>,
+    /// Longest wait between attempts to re-open a link.
+    pub link_backoff_max: Duration,
 }

@@ -1,0 +1,225 @@
+//! Interest propagation simulated between in-memory brokers: frames are encoded,
+//! parsed and applied exactly as the reactor would, with links as ConnIds.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::*;
+use crate::protocol::{parse_frame, Command};
+
+/// A network of brokers joined by links. Link ids are global: link `l` connects
+/// `ends[l].0` (ConnId l at that broker) with `ends[l].1` (ConnId l at the other).
+struct Net {
+    fed: Vec<Federation>,
+    /// Router subscriptions of each broker: (link id, pattern).
+    subs: Vec<BTreeSet<(ConnId, String)>>,
+    ends: Vec<(usize, usize)>,
+    queue: VecDeque<(usize, ConnId, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        Net {
+            fed: (0..n).map(|i| Federation::new(&format!("b{i}"))).collect(),
+            subs: vec![BTreeSet::new(); n],
+            ends: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn other(&self, link: ConnId, at: usize) -> usize {
+        let (a, b) = self.ends[link];
+        if a == at {
+            b
+        } else {
+            a
+        }
+    }
+
+    fn apply(&mut self, at: usize, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send(link, frame) => {
+                    let to = self.other(link, at);
+                    self.queue.push_back((to, link, frame));
+                }
+                Effect::Subscribe(link, p) => {
+                    assert!(
+                        self.subs[at].insert((link, p.to_string())),
+                        "double subscribe"
+                    );
+                }
+                Effect::Unsubscribe(link, p) => {
+                    assert!(
+                        self.subs[at].remove(&(link, p.to_string())),
+                        "unknown unsubscribe"
+                    );
+                }
+            }
+        }
+    }
+
+    fn link(&mut self, a: usize, b: usize) -> ConnId {
+        let id = self.ends.len();
+        self.ends.push((a, b));
+        let name_a = self.fed[a].name().to_string();
+        let name_b = self.fed[b].name().to_string();
+        let e = self.fed[a].link_up(id, &name_b, true).expect("link up");
+        self.apply(a, e);
+        let e = self.fed[b].link_up(id, &name_a, false).expect("link up");
+        self.apply(b, e);
+        id
+    }
+
+    fn unlink(&mut self, id: ConnId) {
+        let (a, b) = self.ends[id];
+        for at in [a, b] {
+            self.subs[at].retain(|(l, _)| *l != id);
+            let e = self.fed[at].link_down(id);
+            self.apply(at, e);
+        }
+        self.queue.retain(|(_, l, _)| *l != id);
+    }
+
+    /// Delivers frames until quiet; returns how many were delivered.
+    fn settle(&mut self) -> usize {
+        let mut n = 0;
+        while let Some((at, link, frame)) = self.queue.pop_front() {
+            n += 1;
+            assert!(n < 10_000, "interest frames do not converge");
+            let line = &frame[..frame.len() - 1];
+            let parsed = parse_frame(line).expect("valid link frame");
+            let effects = match parsed.command {
+                Command::Interest { channel, path } => self.fed[at]
+                    .on_interest(link, &channel, path)
+                    .unwrap_or_default(),
+                Command::NoInterest { channel, origin } => {
+                    self.fed[at].on_no_interest(link, &channel, &origin)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            self.apply(at, effects);
+        }
+        n
+    }
+
+    fn sub(&mut self, at: usize, p: &str) {
+        let e = self.fed[at].local_subscribed(p);
+        self.apply(at, e);
+    }
+
+    fn unsub(&mut self, at: usize, p: &str) {
+        let e = self.fed[at].local_unsubscribed(p);
+        self.apply(at, e);
+    }
+
+    /// Patterns broker `at` would forward on each link.
+    fn wants(&self, at: usize) -> Vec<(ConnId, String)> {
+        self.subs[at].iter().cloned().collect()
+    }
+}
+
+#[test]
+fn tree_propagates_and_withdraws() {
+    // b0 hub; b1, b2 leaves; b3 below b1.
+    let mut net = Net::new(4);
+    let l01 = net.link(1, 0);
+    let l02 = net.link(2, 0);
+    let l13 = net.link(3, 1);
+    net.sub(3, "a.*");
+    net.settle();
+    assert_eq!(net.wants(1), vec![(l13, "a.*".to_string())]);
+    assert_eq!(net.wants(0), vec![(l01, "a.*".to_string())]);
+    assert_eq!(net.wants(2), vec![(l02, "a.*".to_string())]);
+    // A second local subscriber changes nothing on the wire.
+    net.sub(3, "a.*");
+    assert_eq!(net.settle(), 0);
+    net.unsub(3, "a.*");
+    assert_eq!(net.settle(), 0);
+    net.unsub(3, "a.*");
+    net.settle();
+    for b in 0..4 {
+        assert!(net.wants(b).is_empty(), "broker {b} still forwards");
+    }
+}
+
+#[test]
+fn late_link_learns_existing_interest() {
+    let mut net = Net::new(3);
+    net.link(1, 0);
+    net.sub(1, "x");
+    net.sub(0, "y");
+    net.settle();
+    let l20 = net.link(2, 0);
+    net.settle();
+    let mut got = net.wants(2);
+    got.sort();
+    assert_eq!(got, vec![(l20, "x".to_string()), (l20, "y".to_string())]);
+}
+
+#[test]
+fn cycle_converges_and_withdraws_completely() {
+    let mut net = Net::new(3);
+    net.link(0, 1);
+    net.link(1, 2);
+    net.link(2, 0);
+    net.sub(0, "p");
+    net.settle();
+    assert!(net.wants(0).is_empty(), "nobody else wants p");
+    assert!(!net.wants(1).is_empty() && !net.wants(2).is_empty());
+    net.unsub(0, "p");
+    net.settle();
+    for b in 0..3 {
+        assert!(net.wants(b).is_empty(), "broker {b} kept phantom interest");
+    }
+}
+
+#[test]
+fn broken_path_falls_back_to_the_other_one() {
+    // Square b0-b1-b2-b3-b0; b2 subscribes; then b1-b2 breaks.
+    let mut net = Net::new(4);
+    let l01 = net.link(0, 1);
+    let l12 = net.link(1, 2);
+    net.link(2, 3);
+    let l30 = net.link(3, 0);
+    net.sub(2, "q");
+    net.settle();
+    assert!(net.wants(0).contains(&(l01, "q".to_string())));
+    net.unlink(l12);
+    net.settle();
+    // b0 still reaches b2 through b3; b1 through b0.
+    assert!(net.wants(0).contains(&(l30, "q".to_string())));
+    assert!(net.wants(1).contains(&(l01, "q".to_string())));
+    net.unsub(2, "q");
+    net.settle();
+    for b in 0..4 {
+        assert!(net.wants(b).is_empty(), "broker {b} kept phantom interest");
+    }
+}
+
+#[test]
+fn refuses_itself_and_duplicates() {
+    let mut f = Federation::new("hub");
+    assert_eq!(
+        f.link_up(1, "hub", false),
+        Err(LinkRefused::Itself("hub".into()))
+    );
+    assert!(f.link_up(2, "leaf", false).is_ok());
+    assert_eq!(
+        f.link_up(3, "leaf", false),
+        Err(LinkRefused::Duplicate("leaf".into()))
+    );
+    f.link_down(2);
+    assert!(f.link_up(3, "leaf", false).is_ok());
+}
+
+#[test]
+fn sequence_numbers_drop_duplicates() {
+    let mut f = Federation::new("me");
+    assert!(f.accept("a", 5));
+    assert!(!f.accept("a", 5));
+    assert!(!f.accept("a", 4));
+    assert!(f.accept("a", 6));
+    assert!(f.accept("b", 1));
+    assert!(!f.accept("me", 100));
+    assert_eq!(f.duplicates(), 3);
+}
