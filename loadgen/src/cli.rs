@@ -168,9 +168,9 @@ impl std::fmt::Display for Target {
 /// Parses `scheme://ip[:port]`; only loopback 127.0.0.x addresses are accepted, so a
 /// benchmark can never flood another machine.
 pub fn parse_target(text: &str) -> Result<Target, String> {
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| format!("target {text:?} has no scheme (json://, redis://, nats://, mqtt://)"))?;
+    let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+        format!("target {text:?} has no scheme (json://, redis://, nats://, mqtt://)")
+    })?;
     let protocol = Protocol::from_scheme(scheme)
         .ok_or_else(|| format!("unknown target scheme {scheme:?} (json, redis, nats, mqtt)"))?;
     let rest = rest.trim_end_matches('/');

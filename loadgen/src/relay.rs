@@ -196,6 +196,10 @@ impl Relay {
                     if let Some(client) = self.clients.get_mut(key) {
                         client.input = rest;
                     }
+                    // A short read emptied the socket; new data raises a new edge.
+                    if n < chunk.len() {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -222,7 +226,10 @@ impl Relay {
     fn line(&mut self, key: usize, line: &[u8]) {
         let Some(command) = string_field(line, b"\"command\"") else {
             if !line.iter().all(u8::is_ascii_whitespace) {
-                self.reply(key, b"{\"command\":\"ERROR\",\"code\":\"bad_frame\",\"error\":\"no command\"}\n");
+                self.reply(
+                    key,
+                    b"{\"command\":\"ERROR\",\"code\":\"bad_frame\",\"error\":\"no command\"}\n",
+                );
             }
             return;
         };
@@ -233,7 +240,8 @@ impl Relay {
         } else if command.eq_ignore_ascii_case(b"PING") {
             self.reply(key, b"{\"command\":\"PONG\"}\n");
         } else if command.eq_ignore_ascii_case(b"HELLO") {
-            let mut reply = b"{\"command\":\"WELCOME\",\"server\":\"loadgen-relay\",\"version\":\"".to_vec();
+            let mut reply =
+                b"{\"command\":\"WELCOME\",\"server\":\"loadgen-relay\",\"version\":\"".to_vec();
             reply.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
             reply.extend_from_slice(b"\",\"max_frame\":");
             crate::adapter::push_decimal(&mut reply, MAX_FRAME as u64);
@@ -248,7 +256,10 @@ impl Relay {
 
     fn subscribe(&mut self, key: usize, line: &[u8]) {
         let Some(channel) = string_field(line, b"\"channel\"") else {
-            self.reply(key, b"{\"command\":\"ERROR\",\"code\":\"bad_field\",\"error\":\"channel\"}\n");
+            self.reply(
+                key,
+                b"{\"command\":\"ERROR\",\"code\":\"bad_field\",\"error\":\"channel\"}\n",
+            );
             return;
         };
         let Some(client) = self.clients.get_mut(key) else {
@@ -424,7 +435,8 @@ mod tests {
 
     #[test]
     fn fields_without_parsing() {
-        let line = br#"{"command":"PUBLISH","channel":"a.b","message":{"x":[1,2],"y":"}"},"ack":false}"#;
+        let line =
+            br#"{"command":"PUBLISH","channel":"a.b","message":{"x":[1,2],"y":"}"},"ack":false}"#;
         assert_eq!(string_field(line, b"\"command\""), Some(&b"PUBLISH"[..]));
         assert_eq!(string_field(line, b"\"channel\""), Some(&b"a.b"[..]));
         assert_eq!(

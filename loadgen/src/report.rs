@@ -162,10 +162,14 @@ impl Record {
         if let Some(r) = p.rate {
             shape.push_str(&format!("  rate {}/s", si(r)));
         }
-        shape.push_str(&format!(
-            "  {}s (+{}s warm-up)  threads {}",
-            p.duration, p.warmup, p.threads
-        ));
+        if self.conns.is_some() {
+            shape.push_str(&format!("  ramp {:.1}s  threads {}", p.duration, p.threads));
+        } else {
+            shape.push_str(&format!(
+                "  {}s (+{}s warm-up)  threads {}",
+                p.duration, p.warmup, p.threads
+            ));
+        }
         writeln!(out, "  {shape}")?;
         writeln!(
             out,
@@ -211,7 +215,10 @@ impl Record {
         let broker_cpu = self
             .broker_cpu_secs
             .map_or("? (pass --broker-pid)".to_string(), |c| {
-                format!("{c:.2} s ({:.0}% of a core)", 100.0 * c / p.duration.max(1e-9))
+                format!(
+                    "{c:.2} s ({:.0}% of a core)",
+                    100.0 * c / p.duration.max(1e-9)
+                )
             });
         writeln!(
             out,
@@ -224,14 +231,22 @@ impl Record {
             writeln!(out, "  {:<12} broker {}", "rss", mib(rss))?;
         }
         if let Some(c) = &self.conns {
-            writeln!(out, "  {:<12} {} of {} connections held", "conns", c.reached, c.wanted)?;
+            writeln!(
+                out,
+                "  {:<12} {} of {} connections held",
+                "conns", c.reached, c.wanted
+            )?;
             match (&c.stopped_by, &c.error) {
                 (Some(by), Some(err)) => writeln!(out, "  {:<12} {by}: {err}", "stopped by")?,
                 (Some(by), None) => writeln!(out, "  {:<12} {by}", "stopped by")?,
                 _ => writeln!(out, "  {:<12} nothing (reached --clients)", "stopped by")?,
             }
             if let Some(per) = c.rss_per_conn {
-                writeln!(out, "  {:<12} {:.0} B broker RSS per connection", "memory", per)?;
+                writeln!(
+                    out,
+                    "  {:<12} {:.0} B broker RSS per connection",
+                    "memory", per
+                )?;
             }
             writeln!(
                 out,

@@ -15,8 +15,7 @@ const MESSAGE_INFIX: &[u8] = b",\"message\":\"";
 /// Searchers built once: building a memmem searcher costs more than using it.
 static FIND_MESSAGE_COMMAND: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"MESSAGE\""));
-static FIND_MESSAGE_KEY: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"message\":"));
+static FIND_MESSAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"message\":"));
 
 const NAME: &str = "json";
 

@@ -229,7 +229,11 @@ mod tests {
         ];
         for (protocol, frame) in cases {
             for cut in 0..frame.len() {
-                assert_eq!(protocol.decode(&frame[..cut]), Ok(None), "{protocol:?} {cut}");
+                assert_eq!(
+                    protocol.decode(&frame[..cut]),
+                    Ok(None),
+                    "{protocol:?} {cut}"
+                );
             }
             assert_eq!(
                 protocol.decode(&frame),

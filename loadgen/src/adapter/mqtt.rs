@@ -49,7 +49,10 @@ pub fn get_remaining(buf: &[u8]) -> Result<Option<(usize, usize)>, FrameError> {
         }
         shift += 7;
     }
-    Err(FrameError::new(NAME, "remaining length longer than 4 bytes"))
+    Err(FrameError::new(
+        NAME,
+        "remaining length longer than 4 bytes",
+    ))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
@@ -176,7 +179,10 @@ mod tests {
             decode(&[CONNACK, 2, 0, 5]),
             Ok(Some((Event::ServerError { .. }, 4)))
         ));
-        assert_eq!(decode(&[SUBACK, 3, 0, 1, 0]), Ok(Some((Event::Subscribed, 5))));
+        assert_eq!(
+            decode(&[SUBACK, 3, 0, 1, 0]),
+            Ok(Some((Event::Subscribed, 5)))
+        );
         assert!(matches!(
             decode(&[SUBACK, 3, 0, 1, 0x80]),
             Ok(Some((Event::ServerError { .. }, 5)))
@@ -188,7 +194,10 @@ mod tests {
     fn publish_round_trip_with_qos1_packet_id() {
         let mut out = Vec::new();
         publish(&mut out, b"t/x", b"payload");
-        assert_eq!(decode(&out), Ok(Some((Event::Message(b"payload"), out.len()))));
+        assert_eq!(
+            decode(&out),
+            Ok(Some((Event::Message(b"payload"), out.len())))
+        );
         // The same message delivered at QoS 1 carries a packet id after the topic.
         let qos1 = [PUBLISH | 0x02, 7, 0, 1, b't', 0, 9, b'h', b'i'];
         assert_eq!(decode(&qos1), Ok(Some((Event::Message(b"hi"), 9))));

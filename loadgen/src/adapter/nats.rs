@@ -68,7 +68,8 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
         if n < 3 {
             return Err(FrameError::new(NAME, "too few MSG arguments"));
         }
-        let len = parse_decimal(args[n - 1]).ok_or_else(|| FrameError::new(NAME, "bad MSG size"))?;
+        let len =
+            parse_decimal(args[n - 1]).ok_or_else(|| FrameError::new(NAME, "bad MSG size"))?;
         let len = usize::try_from(len).map_err(|_| FrameError::new(NAME, "MSG too long"))?;
         let end = after_line + len;
         if buf.len() < end + 2 {

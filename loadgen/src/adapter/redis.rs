@@ -70,7 +70,8 @@ fn item(buf: &[u8], at: usize) -> Result<Option<(Item<'_>, usize)>, FrameError> 
             if body == b"-1" {
                 return Ok(Some((Item::Nil, next)));
             }
-            let len = parse_decimal(body).ok_or_else(|| FrameError::new(NAME, "bad bulk length"))?;
+            let len =
+                parse_decimal(body).ok_or_else(|| FrameError::new(NAME, "bad bulk length"))?;
             let len = usize::try_from(len).map_err(|_| FrameError::new(NAME, "bulk too long"))?;
             let end = next + len;
             if buf.len() < end + 2 {
@@ -104,7 +105,8 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     let Some((head, mut at)) = line(buf, 0) else {
         return Ok(None);
     };
-    let count = parse_decimal(&head[1..]).ok_or_else(|| FrameError::new(NAME, "bad array length"))?;
+    let count =
+        parse_decimal(&head[1..]).ok_or_else(|| FrameError::new(NAME, "bad array length"))?;
     let mut items = [Item::Nil; MAX_ELEMENTS];
     for i in 0..count {
         let Some((value, next)) = item(buf, at)? else {

@@ -190,7 +190,9 @@ impl Shared {
         let mut pub_thread = vec![0usize; plan.publishers as usize];
         for conn in &plan.conns {
             match conn.role {
-                super::plan::Role::Subscriber { group } => subs_on[group as usize][conn.thread] = true,
+                super::plan::Role::Subscriber { group } => {
+                    subs_on[group as usize][conn.thread] = true
+                }
                 super::plan::Role::Publisher { id, .. } => pub_thread[id as usize] = conn.thread,
             }
         }

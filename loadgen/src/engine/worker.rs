@@ -128,6 +128,7 @@ pub struct Worker {
     conns: Slab<Conn>,
     queue: std::collections::VecDeque<usize>,
     connecting: usize,
+    unconfirmed: std::collections::VecDeque<usize>,
     publishers: Vec<usize>,
     groups: Vec<LocalGroup>,
     group_index: Vec<Option<usize>>,
@@ -161,6 +162,7 @@ impl Worker {
             conns: Slab::new(),
             queue,
             connecting: 0,
+            unconfirmed: std::collections::VecDeque::new(),
             publishers: Vec::new(),
             groups: Vec::new(),
             group_index: vec![None; plan.groups.len()],
@@ -333,7 +335,8 @@ impl Worker {
                 return;
             };
             if let Err(e) = self.open(spec) {
-                self.shared.fail(FailKind::of_io(&e), format!("connect: {e}"));
+                self.shared
+                    .fail(FailKind::of_io(&e), format!("connect: {e}"));
             }
         }
     }
@@ -397,6 +400,7 @@ impl Worker {
         }
         entry.insert(conn);
         self.connecting += 1;
+        self.unconfirmed.push_back(key);
         Ok(())
     }
 
@@ -458,21 +462,27 @@ impl Worker {
         }
     }
 
+    /// Fails connections that have not been confirmed in time. Connections start in
+    /// order, so only the oldest unconfirmed ones need looking at.
     fn check_timeouts(&mut self) {
         let limit = self.shared.plan.connect_timeout;
-        let late: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                matches!(c.state, State::Connecting | State::Confirming) && c.started.elapsed() > limit
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for key in late {
-            let what = match self.conns[key].state {
-                State::Connecting => "TCP connect",
-                _ => "subscription confirmation",
+        while let Some(&key) = self.unconfirmed.front() {
+            let Some(conn) = self.conns.get(key) else {
+                self.unconfirmed.pop_front();
+                continue;
             };
+            let what = match conn.state {
+                State::Connecting => "TCP connect",
+                State::Confirming => "subscription confirmation",
+                State::Ready | State::Closed => {
+                    self.unconfirmed.pop_front();
+                    continue;
+                }
+            };
+            if conn.started.elapsed() <= limit {
+                return;
+            }
+            self.unconfirmed.pop_front();
             self.setup_failed(
                 key,
                 FailKind::Timeout,
@@ -537,7 +547,14 @@ impl Worker {
                     );
                     break;
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    // A short read emptied the receive queue; data arriving later raises
+                    // a new edge, so skip the read that would only say WouldBlock.
+                    if filled + n < buf.len() {
+                        outcome = ReadOutcome::Drained;
+                    }
+                    filled += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     outcome = ReadOutcome::Drained;
                     break;
@@ -560,6 +577,9 @@ impl Worker {
                     format!("frame larger than {READ_BUF} bytes"),
                     FailKind::Protocol,
                 );
+            }
+            if matches!(outcome, ReadOutcome::Drained) {
+                break;
             }
         }
         if let Some(conn) = self.conns.get_mut(key) {
@@ -625,12 +645,9 @@ impl Worker {
     }
 
     fn is_subscriber(&self, key: usize) -> bool {
-        self.conns.get(key).is_some_and(|c| {
-            matches!(
-                self.shared.plan.conns[c.spec].role,
-                Role::Subscriber { .. }
-            )
-        })
+        self.conns
+            .get(key)
+            .is_some_and(|c| matches!(self.shared.plan.conns[c.spec].role, Role::Subscriber { .. }))
     }
 
     fn on_message(&mut self, key: usize, payload: &[u8], now_us: u64) {

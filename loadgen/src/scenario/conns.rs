@@ -94,7 +94,12 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
         .count();
     let totals = engine.finish();
 
-    let mut error_samples: Vec<String> = setup.failures.iter().take(5).map(|f| f.to_string()).collect();
+    let mut error_samples: Vec<String> = setup
+        .failures
+        .iter()
+        .take(5)
+        .map(|f| f.to_string())
+        .collect();
     error_samples.extend(totals.error_samples);
     if let Err(e) = &probe_result {
         error_samples.push(format!("probe publisher: {e}"));
@@ -150,8 +155,13 @@ fn classify(first: &Failure, broker_pid: Option<u32>) -> (String, String) {
             detail,
         );
     }
-    if matches!(first.kind, FailKind::BrokerClosed | FailKind::Timeout | FailKind::Other) {
-        if let (Some(open), Some(limit)) = (procinfo::pid_open_fds(pid), procinfo::pid_fd_limit(pid)) {
+    if matches!(
+        first.kind,
+        FailKind::BrokerClosed | FailKind::Timeout | FailKind::Other
+    ) {
+        if let (Some(open), Some(limit)) =
+            (procinfo::pid_open_fds(pid), procinfo::pid_fd_limit(pid))
+        {
             if open as u64 + 16 >= limit {
                 return (
                     format!("broker's fd limit ({open} of {limit} fds open)"),

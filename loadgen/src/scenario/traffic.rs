@@ -94,8 +94,8 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
     plan.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
     let pub_thread = paced.then_some(threads);
     for c in 0..shape.channels {
-        let subs = shape.subs_total / shape.channels
-            + usize::from(c < shape.subs_total % shape.channels);
+        let subs =
+            shape.subs_total / shape.channels + usize::from(c < shape.subs_total % shape.channels);
         plan.add_group(
             channel(args, c),
             shape.pubs_per_channel as u32,
