@@ -76,6 +76,8 @@ pub struct ConnLimit {
     pub reached: usize,
     /// Connections asked for.
     pub wanted: usize,
+    /// Connection attempts that failed (in flight when the limit was hit).
+    pub failed: usize,
     /// What stopped the ramp (`None`: reached --clients).
     pub stopped_by: Option<String>,
     /// The OS error or server reply.

@@ -94,10 +94,19 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
         };
         let event = match value {
             Item::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => Event::Pong,
-            Item::Error(text) => Event::ServerError {
-                code: "error".into(),
-                text: String::from_utf8_lossy(text).into_owned(),
-            },
+            Item::Error(text) => {
+                let text = String::from_utf8_lossy(text).into_owned();
+                // Redis answers a connection over `maxclients` with this error, then closes.
+                let code = if text.contains("max number of clients") {
+                    "limit"
+                } else {
+                    "error"
+                };
+                Event::ServerError {
+                    code: code.into(),
+                    text,
+                }
+            }
             _ => Event::Other,
         };
         return Ok(Some((event, used)));

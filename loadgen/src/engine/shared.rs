@@ -84,7 +84,9 @@ impl FailKind {
         match self {
             FailKind::LoadgenFdLimit => "loadgen's fd limit",
             FailKind::EphemeralPorts => "ephemeral ports (use --source 127.0.0.2,...)",
-            FailKind::BrokerMaxConnections => "broker's --max-connections",
+            FailKind::BrokerMaxConnections => {
+                "broker's connection limit (--max-connections, maxclients, max_connections)"
+            }
             FailKind::BrokerClosed => "broker closed the connection",
             FailKind::Refused => "connection refused",
             FailKind::Memory => "kernel memory",

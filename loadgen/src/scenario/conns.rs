@@ -37,6 +37,8 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
     }
     plan.finish(&args.source);
 
+    // The probe publisher connects first, so the limit the ramp finds cannot lock it out.
+    let probe_conn = ProbePublisher::connect(common.target);
     let rss_before = args.broker_pid.and_then(procinfo::pid_rss_bytes);
     let cpu_before = CpuSample::now(args.broker_pid);
     let t0 = Instant::now();
@@ -77,7 +79,7 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
         targets.push(pool.swap_remove(pick));
     }
     let received_before = shared.received.load(Ordering::SeqCst);
-    let probe_result = probe(common.target, args, &targets);
+    let probe_result = probe_conn.and_then(|mut p| p.publish(args, &targets));
     let deadline = Instant::now() + PROBE_WAIT;
     let mut probe_received = 0;
     while Instant::now() < deadline {
@@ -125,7 +127,7 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
         connections: setup.ready,
         connect_secs: setup.secs,
         connect_rate: setup.rate(),
-        errors: setup.failed as u64 + totals.errors + u64::from(probe_result.is_err()),
+        errors: totals.errors + u64::from(probe_result.is_err()),
         error_samples,
         loss: (targets.len() as u64).saturating_sub(probe_received),
         loadgen_cpu_secs: loadgen_cpu,
@@ -133,6 +135,7 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
         conns: Some(ConnLimit {
             reached: held,
             wanted,
+            failed: setup.failed,
             stopped_by,
             error,
             rss_per_conn,
@@ -173,39 +176,50 @@ fn classify(first: &Failure, broker_pid: Option<u32>) -> (String, String) {
     (first.kind.describe().to_string(), detail)
 }
 
-/// Publishes one stamped message to each target connection's channel.
-fn probe(target: Target, args: &Args, targets: &[usize]) -> io::Result<()> {
-    if targets.is_empty() {
-        return Ok(());
+/// A plain blocking publisher used once, after the ramp.
+struct ProbePublisher {
+    protocol: Protocol,
+    stream: TcpStream,
+}
+
+impl ProbePublisher {
+    /// Connects and waits for the reply to a ping.
+    fn connect(target: Target) -> io::Result<Self> {
+        let protocol = target.protocol;
+        let mut stream = TcpStream::connect_timeout(&target.addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_nodelay(true)?;
+        let mut out = Vec::new();
+        protocol.hello(&mut out, u64::from(u32::MAX) + 1);
+        protocol.ping(&mut out);
+        stream.write_all(&out)?;
+        wait_pong(protocol, &mut stream)?;
+        Ok(ProbePublisher { protocol, stream })
     }
-    let protocol = target.protocol;
-    let mut stream = TcpStream::connect_timeout(&target.addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_nodelay(true)?;
-    let mut out = Vec::new();
-    protocol.hello(&mut out, u64::from(u32::MAX) + 1);
-    protocol.ping(&mut out);
-    stream.write_all(&out)?;
-    wait_pong(protocol, &mut stream)?;
-    out.clear();
-    let mut payload = Vec::new();
-    for (seq, &index) in targets.iter().enumerate() {
-        payload.clear();
-        stamp::write(
-            &mut payload,
-            Stamp {
-                publisher: 0,
-                seq: seq as u64,
-                micros: 0,
-            },
-            args.payload,
-        );
-        // Group i (channel PREFIX.i) has exactly connection i as its subscriber.
-        protocol.publish(&mut out, &channel(args, index), &payload);
+
+    /// Publishes one stamped message to each target connection's channel.
+    fn publish(&mut self, args: &Args, targets: &[usize]) -> io::Result<()> {
+        let mut out = Vec::new();
+        let mut payload = Vec::new();
+        for (seq, &index) in targets.iter().enumerate() {
+            payload.clear();
+            stamp::write(
+                &mut payload,
+                Stamp {
+                    publisher: 0,
+                    seq: seq as u64,
+                    micros: 0,
+                },
+                args.payload,
+            );
+            // Group i (channel PREFIX.i) has exactly connection i as its subscriber.
+            self.protocol
+                .publish(&mut out, &channel(args, index), &payload);
+        }
+        self.protocol.ping(&mut out);
+        self.stream.write_all(&out)?;
+        wait_pong(self.protocol, &mut self.stream)
     }
-    protocol.ping(&mut out);
-    stream.write_all(&out)?;
-    wait_pong(protocol, &mut stream)
 }
 
 fn wait_pong(protocol: Protocol, stream: &mut TcpStream) -> io::Result<()> {
