@@ -10,7 +10,7 @@
 //! - [`federation`]: links between brokers: interest table and loop prevention.
 //! - [`broker`]: configuration and start-up of a broker process.
 //! - [`client`]: the blocking client library ([`Client`]).
-//! - [`stats`]: counters.
+//! - [`stats`]: broker-wide counters.
 //!
 //! A frame travels: socket -> read buffer -> `protocol::scan_frame` ->
 //! `protocol::parse_frame` -> reactor command -> `Router::lookup` -> each subscriber's

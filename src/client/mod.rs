@@ -31,6 +31,11 @@ use reader::Reply;
 /// How long a command waits for its reply unless [`Client::set_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a failed write waits for the reader thread to learn why the broker closed
+/// the connection (it usually sent an `ERROR` first). Only paid once, on a dead
+/// connection.
+const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
+
 /// Options for [`Client::hello`].
 #[derive(Debug, Clone)]
 pub struct Hello {
@@ -248,9 +253,9 @@ impl Client {
         validate_publish(channel)?;
         let raw = serde_json::to_string(message)?;
         let line = publish_line(channel, &raw, None);
-        let mut calls = lock(&self.inner.calls);
+        let calls = lock(&self.inner.calls);
         self.check_open()?;
-        calls.stream.write_all(&line)?;
+        self.send(&calls, &line)?;
         Ok(())
     }
 
@@ -333,6 +338,35 @@ impl Client {
         Ok(())
     }
 
+    /// Writes one line. A write that fails because the peer is gone is reported as
+    /// [`ClientError::Closed`], the same as a read would, so callers see one error for
+    /// "the connection is closed". The broker often says why before closing (an
+    /// `ERROR` such as `frame_too_large`); the reader thread is given a moment
+    /// ([`CLOSE_REASON_WAIT`]) to reach the end of the stream so that reason is kept.
+    fn send(&self, calls: &Calls, line: &[u8]) -> Result<(), ClientError> {
+        use std::io::ErrorKind::*;
+        match (&calls.stream).write_all(line) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+                ) =>
+            {
+                let deadline = Instant::now() + CLOSE_REASON_WAIT;
+                // Replies still queued are for earlier commands: skip them until the
+                // reader thread hangs up.
+                while let Ok(_stale) = calls
+                    .replies
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                }
+                Err(self.closed_error())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sends a command built as a JSON object and waits for `expect`.
     fn call_value(&self, mut frame: Value, expect: &str) -> Result<Value, ClientError> {
         let id = self.next_id();
@@ -347,7 +381,7 @@ impl Client {
         let timeout = Duration::from_millis(self.inner.timeout_ms.load(Ordering::Relaxed));
         let calls = lock(&self.inner.calls);
         self.check_open()?;
-        (&calls.stream).write_all(line)?;
+        self.send(&calls, line)?;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -16,9 +16,9 @@ pub struct LinkStats {
     /// Messages sent on the link.
     pub routes_out: u64,
     /// `INTEREST`/`NOINTEREST` frames sent.
-    pub interest_out: u64,
+    pub interest_updates_out: u64,
     /// `INTEREST`/`NOINTEREST` frames received.
-    pub interest_in: u64,
+    pub interest_updates_in: u64,
     /// Times the link was closed as a slow consumer.
     pub slow_consumer: u64,
 }
@@ -67,7 +67,7 @@ impl Link {
 
     /// Records an entry; returns true when it is the link's first for its pattern.
     pub(super) fn learn(&mut self, key: InterestKey, path: Vec<Box<str>>) -> bool {
-        self.stats.interest_in += 1;
+        self.stats.interest_updates_in += 1;
         let pattern = key.1.clone();
         if self.learned.insert(key, path).is_some() {
             return false;
@@ -79,7 +79,7 @@ impl Link {
 
     /// Drops an entry; `None` if unknown, else whether it was the pattern's last.
     pub(super) fn forget(&mut self, key: &InterestKey) -> Option<bool> {
-        self.stats.interest_in += 1;
+        self.stats.interest_updates_in += 1;
         self.learned.remove(key)?;
         let n = self.patterns.get_mut(&key.1)?;
         *n -= 1;

@@ -331,12 +331,12 @@ impl Federation {
             Some(path) => {
                 encode_interest(&mut frame, &key.1, &path);
                 link.announced.insert(key.clone(), path);
-                link.stats.interest_out += 1;
+                link.stats.interest_updates_out += 1;
             }
             None => {
                 encode_no_interest(&mut frame, &key.1, &key.0);
                 link.announced.remove(key);
-                link.stats.interest_out += 1;
+                link.stats.interest_updates_out += 1;
             }
         }
         effects.push(Effect::Send(to, frame));

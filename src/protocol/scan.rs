@@ -100,7 +100,7 @@ mod tests {
             // Feed the first part, consume what is complete, then append the rest.
             let mut buf = input[..cut].to_vec();
             let mut got = Vec::new();
-            let mut feed = |buf: &mut Vec<u8>, got: &mut Vec<Vec<u8>>| {
+            let feed = |buf: &mut Vec<u8>, got: &mut Vec<Vec<u8>>| {
                 while let Scan::Frame { line, consumed } = scan_frame(buf, 1024) {
                     got.push(buf[line.0..line.1].to_vec());
                     buf.drain(..consumed);

@@ -1,0 +1,413 @@
+//! Federation: several real `broker` processes joined by `--upstream` links.
+//!
+//! Each test builds a topology on loopback, waits for links and interest to settle by
+//! polling the brokers' `STATS` (bounded), then checks delivery over raw connections.
+//! Nothing here depends on timing to pass: waits are on observable state, and every
+//! wait has a deadline that only fails the test.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Conn;
+use serde_json::Value;
+
+/// Longest wait for links or interest to settle.
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A broker process whose stderr (its log) is kept for assertions.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Node {
+    /// Starts `broker --name NAME --listen LISTEN ARGS...`.
+    fn start(name: &str, listen: &str, args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+            .args(["--name", name, "--listen", listen, "--log-level", "info"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start broker");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("BROKER_TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let line = rx
+            .recv_timeout(common::TIMEOUT)
+            .expect("broker did not announce its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .parse()
+            .expect("address");
+        Node { child, addr, log }
+    }
+
+    /// Starts a broker on a free port.
+    fn any_port(name: &str, args: &[&str]) -> Node {
+        Node::start(name, "127.0.0.1:0", args)
+    }
+
+    fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    /// The broker's `STATS` reply.
+    fn stats(&self) -> Value {
+        let mut c = self.connect();
+        c.request(r#"{"command":"STATS"}"#)
+    }
+
+    /// The `STATS` entry of the link to `peer`, if it is up.
+    fn link(&self, peer: &str) -> Option<Value> {
+        self.stats()["links"]
+            .as_array()
+            .and_then(|links| links.iter().find(|l| l["peer"] == peer).cloned())
+    }
+
+    /// Waits until the log contains `needle`.
+    fn wait_log(&self, needle: &str) {
+        wait_until(&format!("log line {needle:?}"), || {
+            self.log.lock().expect("log lock").contains(needle)
+        });
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` until it holds; fails the test after [`SETTLE`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SETTLE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `node`'s link to `peer` is up and has learned at least `n` interest
+/// entries from it.
+fn wait_interest(node: &Node, peer: &str, n: u64) {
+    wait_until(&format!("{peer} -> interest >= {n}"), || {
+        node.link(peer)
+            .is_some_and(|l| l["interest_in"].as_u64().unwrap_or(0) >= n)
+    });
+}
+
+/// Subscribes a fresh connection to `channel`.
+fn subscriber(node: &Node, channel: &str) -> Conn {
+    let mut c = node.connect();
+    c.subscribe(channel);
+    c
+}
+
+/// Reads MESSAGE frames until one carries `"end"`; returns the payloads before it.
+fn read_until_end(c: &mut Conn) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let v = c.expect("MESSAGE");
+        let m = v["message"].to_string();
+        if m == "\"end\"" {
+            return got;
+        }
+        got.push(m);
+    }
+}
+
+/// A free loopback port (bound, then released for the broker to take).
+fn free_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+#[test]
+fn hub_with_three_leaves_delivers_everywhere_exactly_once() {
+    let hub = Node::any_port("hub", &[]);
+    let leaves: Vec<Node> = ["leaf-a", "leaf-b", "leaf-c"]
+        .iter()
+        .map(|n| Node::any_port(n, &["--upstream", &hub.addr()]))
+        .collect();
+    let mut subs: Vec<Conn> = leaves.iter().map(|l| subscriber(l, "news")).collect();
+    let mut at_hub = subscriber(&hub, "news");
+    for name in ["leaf-a", "leaf-b", "leaf-c"] {
+        wait_interest(&hub, name, 1);
+    }
+    for leaf in &leaves {
+        wait_interest(leaf, "hub", 1);
+    }
+    let mut p = leaves[0].connect();
+    for i in 0..100 {
+        p.publish("news", &i.to_string());
+    }
+    p.publish("news", "\"end\"");
+    let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    for s in subs.iter_mut().chain(std::iter::once(&mut at_hub)) {
+        assert_eq!(read_until_end(s), want);
+    }
+    // Nothing more: a PING answered after the sentinel proves no duplicate is queued
+    // behind it on the local broker.
+    for s in subs.iter_mut() {
+        s.ping();
+    }
+}
+
+#[test]
+fn tree_of_depth_three_with_wildcards() {
+    // top <- mid <- low, and side <- top.
+    let top = Node::any_port("top", &[]);
+    let mid = Node::any_port("mid", &["--upstream", &top.addr()]);
+    let low = Node::any_port("low", &["--upstream", &mid.addr()]);
+    let side = Node::any_port("side", &["--upstream", &top.addr()]);
+    let mut star = subscriber(&low, "sensors.*.temp");
+    let mut tail = subscriber(&side, "sensors.>");
+    let mut exact = subscriber(&mid, "sensors.kitchen.temp");
+    wait_interest(&top, "mid", 2);
+    wait_interest(&top, "side", 1);
+    wait_interest(&side, "top", 2);
+    wait_interest(&low, "mid", 2);
+    let mut p = side.connect();
+    p.publish("sensors.kitchen.temp", "21.5");
+    p.publish("sensors.kitchen.humidity", "40");
+    p.publish("sensors.cellar.temp", "12.0");
+    p.publish("sensors.kitchen.temp", "\"end\"");
+    assert_eq!(read_until_end(&mut star), vec!["21.5", "12.0"]);
+    assert_eq!(read_until_end(&mut exact), vec!["21.5"]);
+    // The publisher's own broker also delivers locally to `sensors.>`.
+    assert_eq!(read_until_end(&mut tail), vec!["21.5", "40", "12.0"]);
+}
+
+#[test]
+fn unsubscribe_withdraws_interest_and_traffic_stops() {
+    let hub = Node::any_port("hub", &[]);
+    let leaf = Node::any_port("leaf", &["--upstream", &hub.addr()]);
+    let mut s = subscriber(&leaf, "orders.>");
+    wait_interest(&hub, "leaf", 1);
+    let mut p = hub.connect();
+    assert_eq!(
+        p.publish("orders.new", "1"),
+        1,
+        "the link counts as a receiver"
+    );
+    assert_eq!(s.expect_message("orders.new"), "1");
+    assert_eq!(s.unsubscribe("orders.>"), 0);
+    wait_until("interest withdrawn at the hub", || {
+        hub.link("leaf")
+            .is_some_and(|l| l["interest_in"].as_u64() == Some(0))
+    });
+    let before = hub.link("leaf").expect("link")["routes_out"].clone();
+    for _ in 0..50 {
+        assert_eq!(p.publish("orders.new", "2"), 0);
+    }
+    let after = hub.link("leaf").expect("link")["routes_out"].clone();
+    assert_eq!(before, after, "messages crossed a link without interest");
+    // Messages published where nobody is interested never crossed either.
+    assert_eq!(leaf.link("hub").expect("link")["routes_in"], before);
+}
+
+#[test]
+fn publisher_order_survives_two_hops() {
+    let hub = Node::any_port("hub", &[]);
+    let a = Node::any_port("a", &["--upstream", &hub.addr()]);
+    let b = Node::any_port("b", &["--upstream", &hub.addr()]);
+    let mut s = subscriber(&b, "seq");
+    wait_interest(&hub, "b", 1);
+    wait_interest(&a, "hub", 1);
+    let mut p = a.connect();
+    let mut batch = String::new();
+    for i in 0..10_000 {
+        batch.push_str(&common::publish_frame("seq", &i.to_string(), false));
+        batch.push('\n');
+    }
+    batch.push_str(&common::publish_frame("seq", "\"end\"", false));
+    batch.push('\n');
+    p.send_raw(batch.as_bytes());
+    let got = read_until_end(&mut s);
+    let want: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "messages arrived out of order or were lost");
+}
+
+#[test]
+fn cycle_of_three_delivers_once_and_traffic_stays_bounded() {
+    // a -> b -> c -> a: a misconfiguration with a loop.
+    let pa = free_port();
+    let pb = free_port();
+    let pc = free_port();
+    let a = Node::start("a", &pa, &["--upstream", &pb]);
+    let b = Node::start("b", &pb, &["--upstream", &pc]);
+    let c = Node::start("c", &pc, &["--upstream", &pa]);
+    let mut sa = subscriber(&a, "loop");
+    let mut sb = subscriber(&b, "loop");
+    let mut sc = subscriber(&c, "loop");
+    for (node, peers) in [(&a, ["b", "c"]), (&b, ["a", "c"]), (&c, ["a", "b"])] {
+        for peer in peers {
+            wait_interest(node, peer, 1);
+        }
+    }
+    let mut p = a.connect();
+    // One message at a time, each awaited everywhere: with two paths to each broker,
+    // only the order of arrival across paths could otherwise differ.
+    for i in 0..50 {
+        p.publish("loop", &i.to_string());
+        for s in [&mut sa, &mut sb, &mut sc] {
+            assert_eq!(s.expect_message("loop"), i.to_string());
+        }
+    }
+    // Every duplicate is dropped before delivery: a PING round trip after the last
+    // message shows nothing else queued.
+    for s in [&mut sa, &mut sb, &mut sc] {
+        s.ping();
+    }
+    // Traffic is bounded: with path vectors each message crosses each of the three
+    // links at most once in each direction.
+    let total: u64 = [&a, &b, &c]
+        .iter()
+        .flat_map(|n| n.stats()["links"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["routes_out"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        total <= 50 * 6,
+        "links carried {total} messages for 50 published"
+    );
+    let again: u64 = [&a, &b, &c]
+        .iter()
+        .flat_map(|n| n.stats()["links"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["routes_out"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        total, again,
+        "messages kept circulating after publishing stopped"
+    );
+}
+
+#[test]
+fn hub_killed_and_restarted_restores_delivery() {
+    let hub_addr = free_port();
+    let mut hub = Node::start("hub", &hub_addr, &[]);
+    let fast = [
+        "--upstream",
+        hub_addr.as_str(),
+        "--link-backoff-max-ms",
+        "200",
+    ];
+    let a = Node::any_port("a", &fast);
+    let b = Node::any_port("b", &fast);
+    let mut s = subscriber(&b, "alerts");
+    wait_interest(&hub, "b", 1);
+    wait_interest(&a, "hub", 1);
+    let mut p = a.connect();
+    p.publish("alerts", "\"before\"");
+    assert_eq!(s.expect_message("alerts"), "\"before\"");
+
+    hub.kill();
+    // Local delivery never stops while the link is down.
+    let mut local = subscriber(&a, "alerts");
+    assert_eq!(p.publish("alerts", "\"local\""), 1);
+    assert_eq!(local.expect_message("alerts"), "\"local\"");
+
+    let hub = Node::start("hub", &hub_addr, &[]);
+    wait_interest(&hub, "b", 1);
+    wait_interest(&hub, "a", 1);
+    wait_interest(&a, "hub", 1);
+    p.publish("alerts", "\"after\"");
+    assert_eq!(s.expect_message("alerts"), "\"after\"");
+    assert_eq!(local.expect_message("alerts"), "\"after\"");
+}
+
+#[test]
+fn echo_false_holds_across_links() {
+    let hub = Node::any_port("hub", &[]);
+    let a = Node::any_port("a", &["--upstream", &hub.addr()]);
+    let b = Node::any_port("b", &["--upstream", &hub.addr()]);
+    let mut me = a.connect();
+    me.hello(r#","echo":false"#);
+    me.subscribe("room");
+    let mut other = subscriber(&b, "room");
+    wait_interest(&hub, "a", 1);
+    wait_interest(&hub, "b", 1);
+    wait_interest(&a, "hub", 1);
+    wait_interest(&b, "hub", 1);
+    me.publish("room", "\"mine\"");
+    assert_eq!(other.expect_message("room"), "\"mine\"");
+    // A message from elsewhere does arrive, and it is the first thing `me` sees:
+    // its own message never came back over the link.
+    let mut third = b.connect();
+    third.publish("room", "\"theirs\"");
+    assert_eq!(other.expect_message("room"), "\"theirs\"");
+    assert_eq!(me.expect_message("room"), "\"theirs\"");
+}
+
+#[test]
+fn refuses_links_to_itself_and_duplicate_names() {
+    let port = free_port();
+    let selfish = Node::start("loner", &port, &["--upstream", &port]);
+    selfish.wait_log("refusing link");
+
+    let hub = Node::any_port("hub", &[]);
+    let _first = Node::any_port("twin", &["--upstream", &hub.addr()]);
+    wait_until("first twin linked", || hub.link("twin").is_some());
+    let _second = Node::any_port("twin", &["--upstream", &hub.addr()]);
+    hub.wait_log("a link from a broker named 'twin' is already up");
+    // The first link is unaffected.
+    assert!(hub.link("twin").is_some());
+    let links = hub.stats()["links"].as_array().map_or(0, Vec::len);
+    assert_eq!(links, 1);
+}
+
+#[test]
+fn plain_clients_cannot_send_broker_frames() {
+    let hub = Node::any_port("hub", &[]);
+    let mut c = hub.connect();
+    for frame in [
+        r#"{"command":"ROUTE","channel":"x","seq":1,"path":["evil"],"message":1}"#,
+        r#"{"command":"INTEREST","channel":"x","path":["evil"]}"#,
+        r#"{"command":"NOINTEREST","channel":"x","origin":"evil"}"#,
+    ] {
+        c.send(frame);
+        let e = c.expect("ERROR");
+        assert_eq!(e["code"], "unknown_command");
+    }
+    c.ping();
+}
