@@ -167,10 +167,15 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.handles_input() {
-            conn.phase = Phase::PeerClosed;
-        } else if let Phase::Closing { linger, .. } = &mut conn.phase {
-            *linger = false;
+        match &mut conn.phase {
+            Phase::Open => {
+                conn.phase = Phase::PeerClosed;
+                // It sends nothing more and is closed once its replies are out: no new
+                // messages for it (Redis and NATS close a half-closed client too).
+                self.drop_subscriptions(id);
+            }
+            Phase::Closing { linger, .. } => *linger = false,
+            Phase::PeerClosed => {}
         }
         self.queue_flush(id);
     }
