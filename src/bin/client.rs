@@ -25,7 +25,8 @@ Output:
   sub     `CHANNEL: MESSAGE` per message (MESSAGE is the JSON text as published), or
           with --json `{\"channel\":CHANNEL,\"message\":MESSAGE}`; `subscribed to CHANNEL`
           goes to stderr once the broker confirmed each subscription.
-  pub     `published to N receivers` (N: connections the broker queued it to).
+  pub     `published to N receivers` (N: connections the broker queued it to;
+          `1 receiver` for one).
   ping    `pong from ADDR in T ms`.
 
 Exit status: 0 on success, 1 when the broker is unreachable, refuses a command or
