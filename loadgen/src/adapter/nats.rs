@@ -115,8 +115,8 @@ mod tests {
             Ok(Some((Event::Message(b"ab\r\nc"), plain.len())))
         );
         let reply = b"MSG bench.0 1 _INBOX.x 2\r\nhi\r\nPING\r\n";
-        assert_eq!(decode(reply), Ok(Some((Event::Message(b"hi"), 26))));
-        assert_eq!(decode(&reply[26..]), Ok(Some((Event::Ping, 6))));
+        assert_eq!(decode(reply), Ok(Some((Event::Message(b"hi"), 30))));
+        assert_eq!(decode(&reply[30..]), Ok(Some((Event::Ping, 6))));
     }
 
     #[test]
