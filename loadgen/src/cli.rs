@@ -9,8 +9,8 @@ use std::path::PathBuf;
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScenarioName {
-    /// Default: --clients subscribers spread over --publishers channels, one publisher per
-    /// channel, windowed throughput (the out-of-the-box smoke test).
+    /// --clients subscribers spread over --publishers channels, one publisher per channel,
+    /// windowed throughput (the default: an out-of-the-box smoke test).
     Clients,
     /// 1 publisher -> N subscribers of one channel (-n, --payload).
     Fanout,
@@ -58,11 +58,17 @@ impl ScenarioName {
 #[command(name = "loadgen", version, verbatim_doc_comment)]
 pub struct Args {
     /// Scenario to run (default: clients).
-    #[arg(value_enum)]
+    #[arg(value_enum, value_name = "SCENARIO")]
     pub scenario_pos: Option<ScenarioName>,
 
     /// Scenario to run, as a flag (same values as the positional SCENARIO).
-    #[arg(long = "scenario", value_enum, conflicts_with = "scenario_pos")]
+    #[arg(
+        long = "scenario",
+        value_enum,
+        value_name = "SCENARIO",
+        conflicts_with = "scenario_pos",
+        hide_possible_values = true
+    )]
     pub scenario_flag: Option<ScenarioName>,
 
     /// Broker to load: json://, redis://, nats:// or mqtt:// HOST:PORT (127.0.0.x only).
