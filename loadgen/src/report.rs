@@ -218,8 +218,10 @@ impl Record {
             .broker_cpu_secs
             .map_or("? (pass --broker-pid)".to_string(), |c| {
                 format!(
-                    "{c:.2} s ({:.0}% of a core)",
-                    100.0 * c / p.duration.max(1e-9)
+                    "{c:.2} s ({:.0}% of a core); together {:.0}% of {} cores",
+                    100.0 * c / p.duration.max(1e-9),
+                    100.0 * (c + self.loadgen_cpu_secs) / p.duration.max(1e-9),
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
                 )
             });
         writeln!(
