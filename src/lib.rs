@@ -10,6 +10,7 @@
 //! - [`federation`]: links between brokers: interest table and loop prevention.
 //! - [`broker`]: configuration and start-up of a broker process.
 //! - [`client`]: the blocking client library ([`Client`]).
+//! - [`cli`]: what the `client`, `publisher` and `chat` programs share (flags, output).
 //! - [`stats`]: broker-wide counters.
 //!
 //! A frame travels: socket -> read buffer -> `protocol::scan_frame` ->

@@ -310,24 +310,12 @@ impl Client {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The error for "the connection is closed", with the reason when one is known.
+    /// The reason stays stored, so every caller sees it.
     fn closed_error(&self) -> ClientError {
-        let reason = lock(&self.inner.closed).take();
-        match reason {
-            Some(ClientError::Broker { code, message }) => {
-                // Keep it for the next caller too.
-                let again = ClientError::Broker {
-                    code: code.clone(),
-                    message: message.clone(),
-                };
-                *lock(&self.inner.closed) = Some(again);
-                ClientError::Closed {
-                    reason: Some(Box::new(ClientError::Broker { code, message })),
-                }
-            }
-            Some(other) => ClientError::Closed {
-                reason: Some(Box::new(other)),
-            },
-            None => ClientError::Closed { reason: None },
+        let slot = lock(&self.inner.closed);
+        ClientError::Closed {
+            reason: slot.as_ref().map(|r| Box::new(copy_reason(r))),
         }
     }
 
@@ -455,5 +443,19 @@ impl Iterator for Messages<'_> {
         let next = self.client.recv();
         self.done = next.is_err();
         Some(next)
+    }
+}
+
+/// A copy of a stored close reason (`ClientError` is not `Clone`: `io::Error` isn't).
+fn copy_reason(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Broker { code, message } => ClientError::Broker {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        ClientError::Io(io) => ClientError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        ClientError::Protocol(text) => ClientError::Protocol(text.clone()),
+        ClientError::Timeout => ClientError::Timeout,
+        other => ClientError::Protocol(other.to_string()),
     }
 }
