@@ -237,8 +237,8 @@ impl Record {
         if let Some(c) = &self.conns {
             writeln!(
                 out,
-                "  {:<12} {} of {} connections held",
-                "conns", c.reached, c.wanted
+                "  {:<12} {} of {} connections held ({} attempts failed)",
+                "conns", c.reached, c.wanted, c.failed
             )?;
             match (&c.stopped_by, &c.error) {
                 (Some(by), Some(err)) => writeln!(out, "  {:<12} {by}: {err}", "stopped by")?,

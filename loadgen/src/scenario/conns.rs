@@ -96,13 +96,8 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
         .count();
     let totals = engine.finish();
 
-    let mut error_samples: Vec<String> = setup
-        .failures
-        .iter()
-        .take(5)
-        .map(|f| f.to_string())
-        .collect();
-    error_samples.extend(totals.error_samples);
+    // Setup failures are the finding here (the limit), reported under `conns`, not errors.
+    let mut error_samples = totals.error_samples;
     if let Err(e) = &probe_result {
         error_samples.push(format!("probe publisher: {e}"));
     }
