@@ -6,7 +6,6 @@ pub mod conns;
 pub mod traffic;
 
 use crate::cli::{parse_target, Args, ScenarioName, Target};
-use crate::engine::shared::Failure;
 use crate::report::Record;
 use crate::stamp;
 use thiserror::Error;
@@ -20,16 +19,6 @@ pub enum ScenarioError {
     /// Threads or sockets could not be set up at all.
     #[error("cannot start: {0}")]
     Io(#[from] std::io::Error),
-    /// Not every connection could be confirmed.
-    #[error("only {ready} of {wanted} connections were confirmed; first failure: {first}")]
-    Setup {
-        /// Confirmed connections.
-        ready: usize,
-        /// Planned connections.
-        wanted: usize,
-        /// The first failure.
-        first: Failure,
-    },
 }
 
 /// Settings every scenario shares, with defaults applied.

@@ -124,18 +124,25 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
     let engine = Engine::start(plan)?;
     let setup = engine.wait_setup();
     if setup.ready < total {
-        let first = setup.failures.first().cloned();
+        // Still a record, so a benchmark script keeps the data point and the reason.
         drop(engine.finish());
-        return Err(match first {
-            Some(first) => ScenarioError::Setup {
-                ready: setup.ready,
-                wanted: total,
-                first,
-            },
-            None => ScenarioError::Usage(format!(
-                "only {} of {total} connections were confirmed",
+        let first = setup
+            .failures
+            .first()
+            .map_or("setup stalled".to_string(), |f| f.to_string());
+        return Ok(Record {
+            scenario: name.as_str().into(),
+            target: common.target.to_string(),
+            params,
+            connections: setup.ready,
+            connect_secs: setup.secs,
+            connect_rate: setup.rate(),
+            errors: (total - setup.ready) as u64,
+            error_samples: vec![format!(
+                "setup: only {} of {total} connections confirmed; first failure: {first}",
                 setup.ready
-            )),
+            )],
+            ..Record::default()
         });
     }
     let measured = engine.run(
