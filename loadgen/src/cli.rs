@@ -117,6 +117,12 @@ pub struct Args {
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
 
+    /// Connection attempts in flight at once. The default matches the listen backlog of
+    /// many servers (mio's TcpListener::bind uses 128): more overflow it, and each dropped
+    /// SYN costs a 1 s retransmission.
+    #[arg(long, default_value_t = 128)]
+    pub connecting: usize,
+
     /// Event-loop threads (default: number of cores). The latency publisher gets its own.
     #[arg(short = 't', long)]
     pub threads: Option<usize>,

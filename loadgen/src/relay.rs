@@ -24,6 +24,8 @@ const READS_PER_TURN: usize = 4;
 const MAX_PENDING: usize = 64 * 1024 * 1024;
 /// Longest line accepted, as the broker's default --max-frame.
 const MAX_FRAME: usize = 1 << 20;
+/// Listen backlog; the kernel caps it at net.core.somaxconn (4096 here).
+const BACKLOG: i32 = 4096;
 /// Connections accepted per turn, so a connect storm cannot starve traffic.
 const ACCEPTS_PER_TURN: usize = 64;
 
@@ -50,7 +52,7 @@ struct Relay {
 
 /// Listens on `addr`, prints `listening on ADDR`, and relays until killed.
 pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let mut listener = TcpListener::bind(addr)?;
+    let mut listener = listen(addr)?;
     let poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -68,6 +70,18 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
         chunk: vec![0; READ_CHUNK],
     };
     relay.serve()
+}
+
+/// Binds with a listen backlog of [`BACKLOG`] (mio's `bind` uses 128, which a connect
+/// storm overflows: every dropped SYN then waits a 1 s retransmission).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 impl Relay {

@@ -70,6 +70,8 @@ pub struct Plan {
     pub payload: usize,
     /// Time a connection may take to connect and be confirmed.
     pub connect_timeout: Duration,
+    /// Connection attempts in flight at once, over all workers.
+    pub connecting: usize,
     /// Number of publishers (ids are `0..publishers`).
     pub publishers: u32,
 }
@@ -86,6 +88,7 @@ impl Plan {
             pacing,
             payload,
             connect_timeout: Duration::from_secs(10),
+            connecting: 128,
             publishers: 0,
         }
     }

@@ -24,9 +24,6 @@ pub const WAKE: Token = Token(usize::MAX);
 const READ_BUF: usize = 256 * 1024;
 /// Reads per connection per readiness event before yielding to the others.
 const READS_PER_TURN: usize = 8;
-/// Connections being connected/confirmed at once per worker: enough to ramp quickly,
-/// few enough not to overflow the broker's listen backlog.
-const CONNECTING_PER_WORKER: usize = 256;
 /// A publisher stops encoding once this much output waits for the socket.
 const PUB_HIGH_WATER: usize = 256 * 1024;
 /// Messages a windowed publisher encodes per pump call before letting others run.
@@ -322,7 +319,13 @@ impl Worker {
     // ---- connection setup ----
 
     fn start_connects(&mut self) {
-        while self.connecting < CONNECTING_PER_WORKER {
+        let limit = self
+            .shared
+            .plan
+            .connecting
+            .div_ceil(self.shared.plan.sub_threads)
+            .max(1);
+        while self.connecting < limit {
             if self.shared.stop_connecting.load(Ordering::Relaxed) {
                 let pending = self.queue.len();
                 if pending > 0 {

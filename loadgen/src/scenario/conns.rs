@@ -32,6 +32,7 @@ pub fn run(args: &Args, common: &Common) -> Result<Record, ScenarioError> {
     let planned = wanted.min(fd_cap);
     let mut plan = Plan::new(common.target, common.threads, Pacing::Idle, args.payload);
     plan.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    plan.connecting = args.connecting.max(1);
     for i in 0..planned {
         plan.add_group(channel(args, i), 0, 1, None);
     }

@@ -92,6 +92,7 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
     );
     plan.sub_threads = threads;
     plan.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    plan.connecting = args.connecting.max(1);
     let pub_thread = paced.then_some(threads);
     for c in 0..shape.channels {
         let subs =
