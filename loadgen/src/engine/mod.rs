@@ -218,11 +218,13 @@ impl Engine {
     /// Stops the workers and adds up their reports.
     pub fn finish(self) -> Totals {
         self.shared.set_phase(Phase::Exit);
+        let threads = self.handles.len();
         let reports: Vec<WorkerReport> = self
             .handles
             .into_iter()
             .filter_map(|h| h.join().ok())
             .collect();
+        let lost_workers = threads - reports.len();
         let plan = &self.shared.plan;
         let pubs = plan.publishers as usize;
         let mut sent = vec![0u64; pubs];
@@ -270,6 +272,12 @@ impl Engine {
                 totals.received_total += received[id];
                 totals.loss += expected.saturating_sub(received[id]);
             }
+        }
+        if lost_workers > 0 {
+            totals.errors += lost_workers as u64;
+            totals.error_samples.push(format!(
+                "{lost_workers} worker thread(s) panicked; counts are partial"
+            ));
         }
         totals.latency = latency;
         totals

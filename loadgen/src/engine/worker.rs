@@ -253,7 +253,10 @@ impl Worker {
                     }
                 }
             }
-            self.publish_progress();
+            // Paced publishers ignore the window; their progress only matters for draining.
+            if !self.paced || phase != Phase::Run {
+                self.publish_progress();
+            }
             if seen == Phase::Setup {
                 self.check_timeouts();
             }
