@@ -15,8 +15,10 @@ use std::rc::Rc;
 /// typical socket send-buffer quantum, as Redis's per-event write cap).
 const CHUNK_TARGET: usize = 64 * 1024;
 
-/// Most iovecs handed to one `writev` (well under the kernel's IOV_MAX of 1024).
-const MAX_IOVECS: usize = 64;
+/// Most iovecs handed to one `writev` (well under the kernel's IOV_MAX of 1024; a
+/// queue rarely holds more than a few chunks, and a bigger array costs its zeroing on
+/// every call).
+const MAX_IOVECS: usize = 16;
 
 /// One contiguous piece of queued output.
 enum Chunk {

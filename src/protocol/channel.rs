@@ -40,7 +40,13 @@ fn validate(name: &str) -> Result<bool, ChannelError> {
     if name.len() > MAX_CHANNEL_LEN {
         return Err(ChannelError::TooLong);
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let bad_char = if name.is_ascii() {
+        // ASCII whitespace and control characters are all <= 0x20, or DEL.
+        name.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        name.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if bad_char {
         return Err(ChannelError::BadCharacter);
     }
     let mut wildcard = false;

@@ -4,9 +4,8 @@
 //! buffer (no allocation of their own) and splice raw JSON (`message`, `id`) unchanged.
 //! Field order is fixed: `command` first, and a MESSAGE's `message` last.
 
-use serde_json::value::RawValue;
-
 use super::error::ErrorCode;
+use super::parse::Raw;
 
 /// Appends `s` as a JSON string literal (quotes and escapes included).
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -37,7 +36,7 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `,"id":<raw>` when the command had an id.
-fn write_id(out: &mut Vec<u8>, id: Option<&RawValue>) {
+fn write_id(out: &mut Vec<u8>, id: Option<Raw<'_>>) {
     if let Some(id) = id {
         out.extend_from_slice(b",\"id\":");
         out.extend_from_slice(id.get().as_bytes());
@@ -76,7 +75,7 @@ pub fn encode_subscription(
     reply: &str,
     channel: &str,
     subscriptions: usize,
-    id: Option<&RawValue>,
+    id: Option<Raw<'_>>,
 ) {
     out.extend_from_slice(b"{\"command\":\"");
     out.extend_from_slice(reply.as_bytes());
@@ -89,7 +88,7 @@ pub fn encode_subscription(
 }
 
 /// `PUBLISHED` reply with the number of receivers.
-pub fn encode_published(out: &mut Vec<u8>, channel: &str, receivers: usize, id: Option<&RawValue>) {
+pub fn encode_published(out: &mut Vec<u8>, channel: &str, receivers: usize, id: Option<Raw<'_>>) {
     out.extend_from_slice(b"{\"command\":\"PUBLISHED\",\"channel\":");
     write_json_str(out, channel);
     out.extend_from_slice(b",\"receivers\":");
@@ -99,7 +98,7 @@ pub fn encode_published(out: &mut Vec<u8>, channel: &str, receivers: usize, id: 
 }
 
 /// `PONG` reply.
-pub fn encode_pong(out: &mut Vec<u8>, id: Option<&RawValue>) {
+pub fn encode_pong(out: &mut Vec<u8>, id: Option<Raw<'_>>) {
     out.extend_from_slice(b"{\"command\":\"PONG\"");
     write_id(out, id);
     out.extend_from_slice(b"}\n");
@@ -119,7 +118,7 @@ pub struct Welcome<'a> {
 }
 
 /// `WELCOME` reply to `HELLO`.
-pub fn encode_welcome(out: &mut Vec<u8>, w: &Welcome<'_>, id: Option<&RawValue>) {
+pub fn encode_welcome(out: &mut Vec<u8>, w: &Welcome<'_>, id: Option<Raw<'_>>) {
     out.extend_from_slice(b"{\"command\":\"WELCOME\",\"server\":");
     write_json_str(out, w.server);
     out.extend_from_slice(b",\"version\":");
@@ -133,7 +132,7 @@ pub fn encode_welcome(out: &mut Vec<u8>, w: &Welcome<'_>, id: Option<&RawValue>)
 }
 
 /// `ERROR` frame.
-pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, text: &str, id: Option<&RawValue>) {
+pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, text: &str, id: Option<Raw<'_>>) {
     out.extend_from_slice(b"{\"command\":\"ERROR\",\"code\":\"");
     out.extend_from_slice(code.as_str().as_bytes());
     out.extend_from_slice(b"\",\"error\":");
@@ -172,9 +171,9 @@ mod tests {
 
     #[test]
     fn replies_are_valid_json_with_ids() {
-        let id = RawValue::from_string("[1,\"x\"]".into()).unwrap();
+        let id = Raw::trusted("[1,\"x\"]");
         let mut out = Vec::new();
-        encode_published(&mut out, "c", 12345, Some(&id));
+        encode_published(&mut out, "c", 12345, Some(id));
         let v = as_json(&out);
         assert_eq!(v["receivers"], 12345);
         assert_eq!(v["id"], serde_json::json!([1, "x"]));
@@ -199,10 +198,7 @@ mod tests {
         encode_subscription(&mut out, "SUBSCRIBED", "a.*", 3, None);
         assert_eq!(as_json(&out)["subscriptions"], 3);
         out.clear();
-        encode_pong(
-            &mut out,
-            Some(&RawValue::from_string("null".into()).unwrap()),
-        );
+        encode_pong(&mut out, Some(Raw::trusted("null")));
         assert_eq!(out, b"{\"command\":\"PONG\",\"id\":null}\n".to_vec());
     }
 }

@@ -8,6 +8,7 @@
 mod channel;
 mod encode;
 mod error;
+mod json;
 mod link;
 mod parse;
 mod scan;
@@ -22,7 +23,7 @@ pub use link::{
     encode_interest, encode_link_hello, encode_no_interest, encode_route, validate_name, NameError,
     Path, MAX_HOPS, MAX_NAME_LEN,
 };
-pub use parse::{parse_frame, Command, Frame, FrameError, Hello};
+pub use parse::{parse_frame, Command, Frame, FrameError, Hello, Raw};
 pub use scan::{scan_frame, Scan};
 
 /// Default maximum frame length in bytes, newline excluded (1 MiB, as NATS's

@@ -10,17 +10,36 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use super::json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ErrorCode;
 use super::link::Path;
 
+/// The raw text of a JSON value, exactly as it appeared in the frame. Only the
+/// parser makes one, after checking the text is valid JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The JSON text.
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+
+    /// Wraps text the caller knows to be one valid JSON value.
+    pub fn trusted(json: &'a str) -> Raw<'a> {
+        Raw(json)
+    }
+}
+
 /// A parsed frame: its command and the raw `id` to echo in the reply.
 #[derive(Debug)]
 pub struct Frame<'a> {
     /// The `id` field exactly as sent (`null` included), if present.
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
     /// What the frame asks for.
     pub command: Command<'a>,
 }
@@ -58,7 +77,7 @@ pub enum Command<'a> {
         /// Target channel (no wildcards).
         channel: Cow<'a, str>,
         /// The message as raw JSON text.
-        message: &'a RawValue,
+        message: Raw<'a>,
         /// Whether to reply `PUBLISHED`.
         ack: bool,
     },
@@ -89,7 +108,7 @@ pub enum Command<'a> {
         /// Brokers crossed, origin first.
         path: Path<'a>,
         /// The message as raw JSON text.
-        message: &'a RawValue,
+        message: Raw<'a>,
     },
     /// Broker-only: the upstream's reply to a link `HELLO`.
     Welcome {
@@ -114,15 +133,11 @@ pub struct FrameError<'a> {
     /// Human-readable explanation.
     pub message: Cow<'static, str>,
     /// The bad frame's `id`, when it had a readable one.
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
 }
 
 impl<'a> FrameError<'a> {
-    fn new(
-        code: ErrorCode,
-        message: impl Into<Cow<'static, str>>,
-        id: Option<&'a RawValue>,
-    ) -> Self {
+    fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>, id: Option<Raw<'a>>) -> Self {
         FrameError {
             code,
             message: message.into(),
@@ -136,76 +151,82 @@ impl<'a> FrameError<'a> {
 /// last value, as JavaScript's `JSON.parse` does.
 #[derive(Default)]
 struct RawFields<'a> {
-    command: Option<&'a RawValue>,
-    id: Option<&'a RawValue>,
-    channel: Option<&'a RawValue>,
-    message: Option<&'a RawValue>,
-    ack: Option<&'a RawValue>,
-    name: Option<&'a RawValue>,
-    echo: Option<&'a RawValue>,
-    token: Option<&'a RawValue>,
-    link: Option<&'a RawValue>,
-    path: Option<&'a RawValue>,
-    seq: Option<&'a RawValue>,
-    origin: Option<&'a RawValue>,
-    server: Option<&'a RawValue>,
-    code: Option<&'a RawValue>,
-    error: Option<&'a RawValue>,
+    command: Option<Raw<'a>>,
+    id: Option<Raw<'a>>,
+    channel: Option<Raw<'a>>,
+    message: Option<Raw<'a>>,
+    ack: Option<Raw<'a>>,
+    name: Option<Raw<'a>>,
+    echo: Option<Raw<'a>>,
+    token: Option<Raw<'a>>,
+    link: Option<Raw<'a>>,
+    path: Option<Raw<'a>>,
+    seq: Option<Raw<'a>>,
+    origin: Option<Raw<'a>>,
+    server: Option<Raw<'a>>,
+    code: Option<Raw<'a>>,
+    error: Option<Raw<'a>>,
 }
 
-/// Which known field a key names; decided without allocating, escapes included.
-enum Key {
-    Command,
-    Id,
-    Channel,
-    Message,
-    Ack,
-    Name,
-    Echo,
-    Token,
-    Link,
-    Path,
-    Seq,
-    Origin,
-    Server,
-    Code,
-    Error,
-    Other,
-}
+impl<'a> RawFields<'a> {
+    /// The slot a key fills, or `None` for a field the broker does not know.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Raw<'a>>> {
+        Some(match key {
+            "command" => &mut self.command,
+            "id" => &mut self.id,
+            "channel" => &mut self.channel,
+            "message" => &mut self.message,
+            "ack" => &mut self.ack,
+            "name" => &mut self.name,
+            "echo" => &mut self.echo,
+            "token" => &mut self.token,
+            "link" => &mut self.link,
+            "path" => &mut self.path,
+            "seq" => &mut self.seq,
+            "origin" => &mut self.origin,
+            "server" => &mut self.server,
+            "code" => &mut self.code,
+            "error" => &mut self.error,
+            _ => return None,
+        })
+    }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
+    /// Fast path: the hand-written scanner. `None` when it gives up.
+    fn scan(text: &'a str) -> Option<RawFields<'a>> {
+        let mut f = RawFields::default();
+        json::scan_object(text, |key, value| {
+            if let Some(slot) = f.slot(key) {
+                *slot = Some(Raw(value));
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "command" => Key::Command,
-                    "id" => Key::Id,
-                    "channel" => Key::Channel,
-                    "message" => Key::Message,
-                    "ack" => Key::Ack,
-                    "name" => Key::Name,
-                    "echo" => Key::Echo,
-                    "token" => Key::Token,
-                    "link" => Key::Link,
-                    "path" => Key::Path,
-                    "seq" => Key::Seq,
-                    "origin" => Key::Origin,
-                    "server" => Key::Server,
-                    "code" => Key::Code,
-                    "error" => Key::Error,
-                    _ => Key::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(KeyVisitor)
+        })
+        .ok()?;
+        Some(f)
     }
 }
 
+/// A key as serde_json hands it over, unescaped if it had to be.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Slow path: serde_json, which also names the error precisely.
 impl<'de> Deserialize<'de> for RawFields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct FieldsVisitor;
@@ -217,29 +238,13 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
             // Only objects are frames: no visit_seq, so `[..]` is a type error (bad_frame).
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut f = RawFields::default();
-                while let Some(key) = map.next_key::<Key>()? {
-                    let slot = match key {
-                        Key::Command => &mut f.command,
-                        Key::Id => &mut f.id,
-                        Key::Channel => &mut f.channel,
-                        Key::Message => &mut f.message,
-                        Key::Ack => &mut f.ack,
-                        Key::Name => &mut f.name,
-                        Key::Echo => &mut f.echo,
-                        Key::Token => &mut f.token,
-                        Key::Link => &mut f.link,
-                        Key::Path => &mut f.path,
-                        Key::Seq => &mut f.seq,
-                        Key::Origin => &mut f.origin,
-                        Key::Server => &mut f.server,
-                        Key::Code => &mut f.code,
-                        Key::Error => &mut f.error,
-                        Key::Other => {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match f.slot(&key.0) {
+                        Some(slot) => *slot = Some(Raw(map.next_value::<&'de RawValue>()?.get())),
+                        None => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                    }
                 }
                 Ok(f)
             }
@@ -249,7 +254,7 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
 }
 
 /// Reads a raw JSON value as a string, borrowing when it holds no escapes.
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+fn raw_str(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
@@ -259,7 +264,7 @@ fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// Reads a raw JSON value as a boolean.
-fn raw_bool(raw: &RawValue) -> Option<bool> {
+fn raw_bool(raw: Raw<'_>) -> Option<bool> {
     match raw.get() {
         "true" => Some(true),
         "false" => Some(false),
@@ -269,9 +274,9 @@ fn raw_bool(raw: &RawValue) -> Option<bool> {
 
 /// A required string field, or `bad_field` naming it.
 fn required_str<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     field: &'static str,
-    id: Option<&'a RawValue>,
+    id: Option<Raw<'a>>,
 ) -> Result<Cow<'a, str>, FrameError<'a>> {
     match raw {
         None => Err(FrameError::new(
@@ -292,9 +297,9 @@ fn required_str<'a>(
 /// An optional string field: absent or `null` is `None`; any other non-string is
 /// `bad_field`.
 fn optional_str<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     field: &'static str,
-    id: Option<&'a RawValue>,
+    id: Option<Raw<'a>>,
 ) -> Result<Option<Cow<'a, str>>, FrameError<'a>> {
     match raw {
         None => Ok(None),
@@ -311,10 +316,10 @@ fn optional_str<'a>(
 
 /// An optional boolean field with a default; `null` means the default.
 fn optional_bool<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     field: &'static str,
     default: bool,
-    id: Option<&'a RawValue>,
+    id: Option<Raw<'a>>,
 ) -> Result<bool, FrameError<'a>> {
     match raw {
         None => Ok(default),
@@ -334,7 +339,16 @@ fn optional_bool<'a>(
 pub fn parse_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
     let text = std::str::from_utf8(line)
         .map_err(|_| FrameError::new(ErrorCode::BadJson, "frame is not valid UTF-8", None))?;
-    let fields: RawFields<'_> = serde_json::from_str(text).map_err(|e| {
+    let fields = match RawFields::scan(text) {
+        Some(fields) => fields,
+        None => slow_fields(text)?,
+    };
+    interpret(fields)
+}
+
+/// Parses with serde_json; used when the scanner gave up, and to name the error.
+fn slow_fields(text: &str) -> Result<RawFields<'_>, FrameError<'_>> {
+    serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
@@ -342,7 +356,11 @@ pub fn parse_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
             }
             _ => FrameError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"), None),
         }
-    })?;
+    })
+}
+
+/// Turns the known fields into a command, checking their types.
+fn interpret(fields: RawFields<'_>) -> Result<Frame<'_>, FrameError<'_>> {
     let id = fields.id;
     let name = match fields.command.and_then(raw_str) {
         Some(name) => name,

@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use serde_json::value::RawValue;
+use crate::protocol::Raw;
 use tracing::{info, warn};
 
 use super::Reactor;
@@ -117,7 +117,7 @@ impl Reactor {
         }
     }
 
-    fn hello(&mut self, id: ConnId, hello: Hello<'_>, id_field: Option<&RawValue>) {
+    fn hello(&mut self, id: ConnId, hello: Hello<'_>, id_field: Option<Raw<'_>>) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -141,7 +141,7 @@ impl Reactor {
     }
 
     /// Queues `WELCOME`.
-    pub(super) fn welcome(&mut self, id: ConnId, id_field: Option<&RawValue>) {
+    pub(super) fn welcome(&mut self, id: ConnId, id_field: Option<Raw<'_>>) {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
@@ -156,7 +156,7 @@ impl Reactor {
         self.queue_reply(id);
     }
 
-    fn subscribe(&mut self, id: ConnId, channel: &str, id_field: Option<&RawValue>) {
+    fn subscribe(&mut self, id: ConnId, channel: &str, id_field: Option<Raw<'_>>) {
         let wildcard = match validate_pattern(channel) {
             Ok(w) => w,
             Err(e) => return self.send_error(id, ErrorCode::BadChannel, &e.to_string(), id_field),
@@ -190,7 +190,7 @@ impl Reactor {
         self.queue_reply(id);
     }
 
-    fn unsubscribe(&mut self, id: ConnId, channel: &str, id_field: Option<&RawValue>) {
+    fn unsubscribe(&mut self, id: ConnId, channel: &str, id_field: Option<Raw<'_>>) {
         if let Err(e) = validate_pattern(channel) {
             return self.send_error(id, ErrorCode::BadChannel, &e.to_string(), id_field);
         }
@@ -331,7 +331,7 @@ impl Reactor {
         id: ConnId,
         code: ErrorCode,
         text: &str,
-        id_field: Option<&RawValue>,
+        id_field: Option<Raw<'_>>,
     ) {
         self.stats.count_error(code);
         self.reply.clear();
@@ -374,7 +374,7 @@ fn parse_command_name(line: &str) -> String {
 
 impl Reactor {
     /// Replies to `STATS` with the broker's counters, the router's and each link's.
-    fn stats_reply(&mut self, id: ConnId, id_field: Option<&RawValue>) {
+    fn stats_reply(&mut self, id: ConnId, id_field: Option<Raw<'_>>) {
         let r = self.router.stats();
         let errors: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
             .iter()

@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::protocol::Raw;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
-use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
 
 use super::Reactor;
@@ -151,12 +151,7 @@ impl Reactor {
     }
 
     /// A `HELLO` with `link: true`: the peer is a broker opening a link to us.
-    pub(super) fn accept_link(
-        &mut self,
-        id: ConnId,
-        hello: &Hello<'_>,
-        id_field: Option<&RawValue>,
-    ) {
+    pub(super) fn accept_link(&mut self, id: ConnId, hello: &Hello<'_>, id_field: Option<Raw<'_>>) {
         let name = hello.name.as_deref().unwrap_or("");
         if let Err(e) = validate_name(name) {
             return self.fatal_error(id, ErrorCode::LinkRefused, &format!("bad broker name: {e}"));
