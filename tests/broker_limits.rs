@@ -7,7 +7,10 @@
 mod common;
 
 use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 
 use common::{publish_frame, Broker, Ending, TIMEOUT};
@@ -348,4 +351,8 @@ fn sigterm_flushes_queued_output_and_exits_zero() {
     idle.expect_eof();
     let status = broker.wait_exit();
     assert_eq!(status.code(), Some(0), "broker exit status: {status}");
+    assert!(
+        TcpStream::connect(broker.addr()).is_err(),
+        "nothing listens after shutdown"
+    );
 }
