@@ -134,14 +134,15 @@ fn default_max_frame_boundary_is_one_mib() {
 
 #[test]
 fn max_frame_exact_boundary() {
-    // A 150-byte name makes WELCOME longer than 100 bytes: outgoing frames are not
-    // limited by --max-frame.
-    let name = "n".repeat(150);
+    // A 64-byte name (the longest allowed) makes WELCOME longer than 100 bytes:
+    // outgoing frames are not limited by --max-frame.
+    let name = "n".repeat(64);
     let broker = Broker::start(&["--max-frame", "100", "--name", &name]);
     let mut c = broker.connect();
     let welcome = c.hello("");
     assert_eq!(welcome["max_frame"], 100);
     assert_eq!(welcome["server"], name.as_str());
+    assert!(welcome.to_string().len() > 100, "{welcome}");
     c.send(&ping_of_len(100));
     assert_eq!(c.expect("PONG")["id"], "pad");
     // The `\r` of `\r\n` is not part of the frame.

@@ -71,7 +71,12 @@ impl Broker {
         let addr = line
             .trim_end()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first stdout line from broker: {line:?}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first stdout line from broker: {line:?} (an empty one means \
+                     it exited; rerun with BROKER_TEST_LOG=1 to see why)"
+                )
+            });
         broker.addr = addr
             .parse()
             .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
