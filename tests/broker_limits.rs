@@ -87,7 +87,6 @@ fn token_auth_with_the_right_token_works() {
 }
 
 #[test]
-#[ignore = "broker bug: fatal_error() never echoes the id of the refused frame"]
 fn unauthorized_error_echoes_the_hello_id() {
     let broker = Broker::start(&["--token", "s3cret"]);
     let mut c = broker.connect();

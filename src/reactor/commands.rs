@@ -41,11 +41,11 @@ impl Reactor {
         let frame = match parse_frame(line) {
             Ok(frame) => frame,
             Err(e) if !authenticated => {
-                let _ = e;
                 return self.fatal_error(
                     id,
                     ErrorCode::Unauthorized,
                     "the first frame must be HELLO with a valid token",
+                    e.id,
                 );
             }
             Err(e) => return self.send_error(id, e.code, &e.message, e.id),
@@ -58,6 +58,7 @@ impl Reactor {
                 id,
                 ErrorCode::Unauthorized,
                 "the first frame must be HELLO with a valid token",
+                id_field,
             ),
             Command::Ping => {
                 self.reply.clear();
@@ -125,7 +126,12 @@ impl Reactor {
             let ok = hello.token.as_deref() == Some(expected.as_str());
             if !ok {
                 warn!(conn = %conn.label(), "authentication failed");
-                return self.fatal_error(id, ErrorCode::Unauthorized, "invalid or missing token");
+                return self.fatal_error(
+                    id,
+                    ErrorCode::Unauthorized,
+                    "invalid or missing token",
+                    id_field,
+                );
             }
         }
         conn.authenticated = true;
@@ -311,6 +317,7 @@ impl Reactor {
             id,
             ErrorCode::SlowConsumer,
             &format!("unsent output exceeded {} bytes", self.settings.max_pending),
+            None,
         );
     }
 
@@ -339,8 +346,15 @@ impl Reactor {
         self.queue_reply(id);
     }
 
-    /// Queues an `ERROR` frame and closes the connection after it is written.
-    pub(super) fn fatal_error(&mut self, id: ConnId, code: ErrorCode, text: &str) {
+    /// Queues an `ERROR` frame (echoing the frame's `id` when it had one) and closes
+    /// the connection after it is written.
+    pub(super) fn fatal_error(
+        &mut self,
+        id: ConnId,
+        code: ErrorCode,
+        text: &str,
+        id_field: Option<Raw<'_>>,
+    ) {
         match self.conns.get(id) {
             Some(conn) if conn.receives() => {
                 tracing::info!(conn = %conn.label(), code = %code, "closing connection: {text}");
@@ -349,7 +363,7 @@ impl Reactor {
         }
         self.stats.count_error(code);
         self.reply.clear();
-        encode_error(&mut self.reply, code, text, None);
+        encode_error(&mut self.reply, code, text, id_field);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.out.push(&self.reply);
         }

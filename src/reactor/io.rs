@@ -145,6 +145,7 @@ impl Reactor {
                         id,
                         ErrorCode::FrameTooLarge,
                         &format!("frame exceeds {} bytes", self.settings.max_frame),
+                        None,
                     );
                     return data.len();
                 }

@@ -154,7 +154,12 @@ impl Reactor {
     pub(super) fn accept_link(&mut self, id: ConnId, hello: &Hello<'_>, id_field: Option<Raw<'_>>) {
         let name = hello.name.as_deref().unwrap_or("");
         if let Err(e) = validate_name(name) {
-            return self.fatal_error(id, ErrorCode::LinkRefused, &format!("bad broker name: {e}"));
+            return self.fatal_error(
+                id,
+                ErrorCode::LinkRefused,
+                &format!("bad broker name: {e}"),
+                id_field,
+            );
         }
         let Some(conn) = self.conns.get(id) else {
             return;
@@ -164,13 +169,14 @@ impl Reactor {
                 id,
                 ErrorCode::LinkRefused,
                 "a connection with subscriptions cannot become a link",
+                id_field,
             );
         }
         let peer_addr = conn.peer;
         match self.fed.link_up(id, name, false) {
             Err(e) => {
                 warn!(peer = name, addr = %peer_addr, "refusing link: {e}");
-                self.fatal_error(id, ErrorCode::LinkRefused, &e.to_string());
+                self.fatal_error(id, ErrorCode::LinkRefused, &e.to_string(), id_field);
             }
             Ok(effects) => {
                 if let Some(conn) = self.conns.get_mut(id) {
