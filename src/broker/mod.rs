@@ -17,6 +17,23 @@ pub use config::Config;
 
 use crate::reactor::{Reactor, ReactorError, Settings};
 
+/// Listen backlog: connections the kernel queues before `accept` (the kernel caps it
+/// at `net.core.somaxconn`). mio's default of 128 drops SYNs under a connect storm,
+/// and each dropped SYN costs the client a one-second retransmit.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking listener with SO_REUSEADDR (a restarted broker can take its
+/// port back at once) and a deep backlog.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 /// File descriptors kept back from the connection limit for the listener, the poll
 /// instance, the signal pipe, stdio, the spare fd and log files.
 const FD_RESERVE: u64 = 32;
@@ -111,7 +128,7 @@ pub fn run(config: Config) -> Result<(), BrokerError> {
         Some(n) => n as usize,
         None => fd_capacity,
     };
-    let listener = TcpListener::bind(config.listen).map_err(|source| BrokerError::Bind {
+    let listener = bind(config.listen).map_err(|source| BrokerError::Bind {
         addr: config.listen,
         source,
     })?;
