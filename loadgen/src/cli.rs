@@ -22,6 +22,10 @@ pub enum ScenarioName {
     Latency,
     /// Ramp idle subscribed connections up to --clients or until a limit stops it.
     Conns,
+    /// Subscription propagation delay across federation links: a fresh subscriber on
+    /// --sub-target subscribes to a fresh channel while a publisher on --target sends
+    /// probes every --probe-interval-us; --trials times (json:// only).
+    Propagation,
     /// Run the minimal no-parse JSON relay on --listen (the machine's ceiling).
     Relay,
 }
@@ -36,6 +40,7 @@ impl ScenarioName {
             ScenarioName::Pairs => "pairs",
             ScenarioName::Latency => "latency",
             ScenarioName::Conns => "conns",
+            ScenarioName::Propagation => "propagation",
             ScenarioName::Relay => "relay",
         }
     }
@@ -54,6 +59,8 @@ impl ScenarioName {
 ///   loadgen latency -n 100 --rate 50000 --broker-pid $(pidof broker)
 ///   loadgen conns --clients 19000 --source 127.0.0.2,127.0.0.3 --broker-pid PID
 ///   loadgen relay --listen 127.0.0.1:7401
+///   loadgen pairs -n 100 --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
+///   loadgen propagation --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, verbatim_doc_comment)]
 pub struct Args {
@@ -72,8 +79,27 @@ pub struct Args {
     pub scenario_flag: Option<ScenarioName>,
 
     /// Broker to load: json://, redis://, nats:// or mqtt:// HOST:PORT (127.0.0.x only).
+    /// Publishers connect here. A comma list spreads publishers by channel: channel i
+    /// publishes through target i mod count.
     #[arg(long, default_value = "json://127.0.0.1:7400")]
     pub target: String,
+
+    /// Where subscribers connect (default: --target), same scheme as --target. A comma
+    /// list spreads subscribers: subscriber j of channel i uses sub-target (i + j) mod
+    /// count, so `pairs` with equal lists keeps each pair on one broker. When a subscriber
+    /// uses another broker than its publisher, loadgen waits before publishing until a
+    /// probe published on every channel has reached every subscriber (interest has
+    /// crossed the federation links).
+    #[arg(long)]
+    pub sub_target: Option<String>,
+
+    /// propagation: number of trials (fresh subscriber, fresh channel each).
+    #[arg(long, default_value_t = 200)]
+    pub trials: usize,
+
+    /// propagation: microseconds between probes (the measurement's resolution).
+    #[arg(long, default_value_t = 100)]
+    pub probe_interval_us: u64,
 
     /// clients: subscriber connections (default 1000). conns: ramp up to this many
     /// connections (default 10000).
@@ -163,7 +189,7 @@ impl Args {
 }
 
 /// A parsed `--target`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     /// Wire protocol.
     pub protocol: Protocol,
@@ -204,9 +230,63 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     }
 }
 
+/// Parses a comma-separated list of targets (at least one), all with the same scheme:
+/// every connection of a run speaks one protocol.
+pub fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
+    let targets = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(parse_target)
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = targets.first() else {
+        return Err(format!("target list {text:?} is empty"));
+    };
+    if let Some(other) = targets.iter().find(|t| t.protocol != first.protocol) {
+        return Err(format!(
+            "targets {first} and {other} speak different protocols; one run speaks one"
+        ));
+    }
+    Ok(targets)
+}
+
+/// A list of targets as written on the command line.
+pub fn targets_text(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(Target::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_lists() {
+        let t = parse_targets("json://127.0.0.1:7401, json://127.0.0.1:7402,").unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].addr.port(), 7402);
+        assert_eq!(
+            targets_text(&t),
+            "json://127.0.0.1:7401,json://127.0.0.1:7402"
+        );
+        assert!(parse_targets("json://127.0.0.1:7401,nats://127.0.0.1").is_err());
+        assert!(parse_targets(" , ").is_err());
+        let a = Args::try_parse_from([
+            "loadgen",
+            "propagation",
+            "--sub-target",
+            "json://127.0.0.1:7402",
+            "--trials",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(a.scenario(), ScenarioName::Propagation);
+        assert_eq!(a.sub_target.as_deref(), Some("json://127.0.0.1:7402"));
+        assert_eq!((a.trials, a.probe_interval_us), (5, 100));
+    }
 
     #[test]
     fn targets() {

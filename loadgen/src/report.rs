@@ -90,13 +90,38 @@ pub struct ConnLimit {
     pub probe_received: u64,
 }
 
+/// Outcome of the `propagation` scenario (the delays themselves are in
+/// [`Record::latency_us`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Propagation {
+    /// Trials asked for.
+    pub trials: usize,
+    /// Trials whose subscriber received a probe.
+    pub completed: usize,
+    /// Trials that gave up waiting.
+    pub timeouts: usize,
+    /// Microseconds between probes: the resolution of every delay.
+    pub probe_interval_us: u64,
+    /// Probes published in all trials.
+    pub probes_sent: u64,
+    /// Median time from SUBSCRIBE sent to SUBSCRIBED received, microseconds (the local
+    /// subscription round trip, for comparison).
+    pub subscribe_rtt_p50_us: u64,
+}
+
 /// One run, as reported.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Record {
     /// Scenario name.
     pub scenario: String,
-    /// Target URL.
+    /// Target URL (publishers).
     pub target: String,
+    /// Where subscribers connected, when not the target (`--sub-target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_target: Option<String>,
+    /// Seconds spent waiting for interest to cross federation links before publishing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interest_wait_secs: Option<f64>,
     /// Unix time of the end of the run.
     pub unix_time: u64,
     /// Parameters.
@@ -133,6 +158,9 @@ pub struct Record {
     pub broker_rss_bytes: Option<u64>,
     /// `conns` scenario only.
     pub conns: Option<ConnLimit>,
+    /// `propagation` scenario only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
 }
 
 fn si(v: f64) -> String {
@@ -153,7 +181,17 @@ impl Record {
     /// Writes the human-readable table.
     pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
         let p = &self.params;
-        writeln!(out, "== {} -> {}", self.scenario, self.target)?;
+        match &self.sub_target {
+            Some(sub) => writeln!(
+                out,
+                "== {} -> {} (subscribers on {sub})",
+                self.scenario, self.target
+            )?,
+            None => writeln!(out, "== {} -> {}", self.scenario, self.target)?,
+        }
+        if let Some(secs) = self.interest_wait_secs {
+            writeln!(out, "  {:<12} propagated in {:.3} s", "interest", secs)?;
+        }
         let mut shape = format!(
             "subscribers {}  publishers {}  channels {}  payload {} B",
             p.subscribers, p.publishers, p.channels, p.payload
@@ -181,7 +219,25 @@ impl Record {
             self.connect_secs,
             si(self.connect_rate)
         )?;
-        if self.conns.is_none() {
+        if let Some(p) = &self.propagation {
+            writeln!(
+                out,
+                "  {:<12} {} of {} trials ({} timed out), probe every {} us, {} probes",
+                "trials", p.completed, p.trials, p.timeouts, p.probe_interval_us, p.probes_sent
+            )?;
+            writeln!(
+                out,
+                "  {:<12} local SUBSCRIBE round trip p50 {} us",
+                "subscribe", p.subscribe_rtt_p50_us
+            )?;
+            if let Some(l) = &self.latency_us {
+                writeln!(
+                    out,
+                    "  {:<12} p50 {}  p90 {}  p99 {}  max {}  (us from SUBSCRIBED to first probe)",
+                    "propagation", l.p50, l.p90, l.p99, l.max
+                )?;
+            }
+        } else if self.conns.is_none() {
             writeln!(
                 out,
                 "  {:<12} {:>10} msgs/s  ({} msgs)",
@@ -198,12 +254,15 @@ impl Record {
             )?;
         }
         match &self.latency_us {
+            Some(_) if self.propagation.is_some() => {}
             Some(l) => writeln!(
                 out,
                 "  {:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (us, {} samples)",
                 "latency", l.p50, l.p90, l.p99, l.p999, l.max, l.samples
             )?,
-            None if self.conns.is_none() => writeln!(out, "  {:<12} no samples", "latency")?,
+            None if self.conns.is_none() && self.propagation.is_none() => {
+                writeln!(out, "  {:<12} no samples", "latency")?
+            }
             None => {}
         }
         writeln!(

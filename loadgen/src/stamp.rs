@@ -19,6 +19,9 @@ pub const STAMP_LEN: usize = PUB_DIGITS + SEQ_DIGITS + TIME_DIGITS;
 pub const MIN_PAYLOAD: usize = 16;
 /// Largest publisher id the stamp can carry, exclusive.
 pub const MAX_PUBLISHERS: u64 = 1 << (6 * PUB_DIGITS);
+/// Start of an interest-probe payload (not a stamp: `~` is outside the alphabet, and
+/// JSON-safe). Subscribers note probes and otherwise ignore them.
+pub const PROBE_PREFIX: &[u8] = b"~probe";
 /// Byte used to pad a payload after its stamp.
 const PAD: u8 = b'.';
 

@@ -176,6 +176,8 @@ pub struct Shared {
     pub received: AtomicU64,
     /// Per connection (plan index): confirmed and still open.
     pub conn_ready: Vec<AtomicBool>,
+    /// Per connection (plan index): a subscriber that has received an interest probe.
+    pub conn_probed: Vec<AtomicBool>,
     /// Setup failures in order.
     pub failures: Mutex<Vec<Failure>>,
     /// Per publisher flow-control records.
@@ -230,6 +232,7 @@ impl Shared {
             received: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             conn_ready: (0..conn_count).map(|_| AtomicBool::new(false)).collect(),
+            conn_probed: (0..conn_count).map(|_| AtomicBool::new(false)).collect(),
             flows,
             wakers,
         }

@@ -349,7 +349,7 @@ impl Worker {
 
     fn open(&mut self, spec_index: usize) -> io::Result<()> {
         let spec = self.shared.plan.conns[spec_index];
-        let addr = self.shared.plan.target.addr;
+        let addr = spec.addr;
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
@@ -670,7 +670,12 @@ impl Worker {
             micros,
         }) = stamp::read(payload)
         else {
-            self.report.foreign += 1;
+            if payload.starts_with(stamp::PROBE_PREFIX) {
+                // An interest probe (see scenario::barrier): proves the path, not counted.
+                self.shared.conn_probed[conn.spec].store(true, Ordering::Relaxed);
+            } else {
+                self.report.foreign += 1;
+            }
             return;
         };
         let first = self.shared.plan.groups[group as usize].publishers.start;

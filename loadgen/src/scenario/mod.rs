@@ -1,11 +1,17 @@
 //! Scenarios: turn the command line into a [`Plan`](crate::engine::plan::Plan), run it on
 //! the engine and fill in a [`Record`]. `traffic` owns the publishing scenarios
-//! (clients, fanout, fanin, pairs, latency); `conns` owns the connection-limit ramp.
+//! (clients, fanout, fanin, pairs, latency); `conns` owns the connection-limit ramp;
+//! `propagation` measures subscription propagation across federation links. `barrier`
+//! holds publishing back until interest has crossed the links (`--sub-target`), with the
+//! probe client in `blocking`.
 
+pub mod barrier;
+pub mod blocking;
 pub mod conns;
+pub mod propagation;
 pub mod traffic;
 
-use crate::cli::{parse_target, Args, ScenarioName, Target};
+use crate::cli::{parse_targets, targets_text, Args, ScenarioName, Target};
 use crate::report::Record;
 use crate::stamp;
 use thiserror::Error;
@@ -24,8 +30,12 @@ pub enum ScenarioError {
 /// Settings every scenario shares, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct Common {
-    /// Parsed target.
+    /// Parsed target (the first of `pub_targets`).
     pub target: Target,
+    /// Brokers publishers use (`--target`, a comma list).
+    pub pub_targets: Vec<Target>,
+    /// Brokers subscribers use (`--sub-target`; default: `pub_targets`).
+    pub sub_targets: Vec<Target>,
     /// Worker threads.
     pub threads: usize,
 }
@@ -33,7 +43,18 @@ pub struct Common {
 impl Common {
     /// Validates the shared flags.
     pub fn from_args(args: &Args) -> Result<Common, ScenarioError> {
-        let target = parse_target(&args.target).map_err(ScenarioError::Usage)?;
+        let pub_targets = parse_targets(&args.target).map_err(ScenarioError::Usage)?;
+        let target = pub_targets[0];
+        let sub_targets = match &args.sub_target {
+            Some(text) => parse_targets(text).map_err(ScenarioError::Usage)?,
+            None => pub_targets.clone(),
+        };
+        if sub_targets[0].protocol != target.protocol {
+            return Err(ScenarioError::Usage(format!(
+                "--sub-target {} and --target {target} speak different protocols",
+                sub_targets[0]
+            )));
+        }
         if args.payload < stamp::MIN_PAYLOAD {
             return Err(ScenarioError::Usage(format!(
                 "--payload must be at least {} bytes (the stamp takes {})",
@@ -59,6 +80,8 @@ impl Common {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Common {
             target,
+            pub_targets,
+            sub_targets,
             threads: args.threads.unwrap_or(cores).max(1),
         })
     }
@@ -69,6 +92,7 @@ pub fn run(args: &Args) -> Result<Record, ScenarioError> {
     let common = Common::from_args(args)?;
     let mut record = match args.scenario() {
         ScenarioName::Conns => conns::run(args, &common)?,
+        ScenarioName::Propagation => propagation::run(args, &common)?,
         ScenarioName::Relay => {
             return Err(ScenarioError::Usage("relay is not a load scenario".into()))
         }
@@ -78,6 +102,12 @@ pub fn run(args: &Args) -> Result<Record, ScenarioError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     record.params.sources = args.source.iter().map(|s| s.to_string()).collect();
+    if common.pub_targets.len() > 1 {
+        record.target = targets_text(&common.pub_targets);
+    }
+    if common.sub_targets != common.pub_targets {
+        record.sub_target = Some(targets_text(&common.sub_targets));
+    }
     if let Some(pid) = args.broker_pid {
         record.broker_rss_bytes = crate::procinfo::pid_rss_bytes(pid);
     }

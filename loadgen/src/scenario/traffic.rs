@@ -4,7 +4,7 @@
 //! shows up in the percentiles instead of silently slowing the sender (coordinated
 //! omission).
 
-use super::{channel, Common, ScenarioError};
+use super::{barrier, channel, Common, ScenarioError};
 use crate::cli::{Args, ScenarioName};
 use crate::engine::plan::{Pacing, Plan};
 use crate::engine::Engine;
@@ -91,6 +91,8 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
         args.payload,
     );
     plan.sub_threads = threads;
+    plan.pub_addrs = common.pub_targets.iter().map(|t| t.addr).collect();
+    plan.sub_addrs = common.sub_targets.iter().map(|t| t.addr).collect();
     plan.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
     plan.connecting = args.connecting.max(1);
     let pub_thread = paced.then_some(threads);
@@ -146,6 +148,27 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
             ..Record::default()
         });
     }
+    // Cross-broker runs: publish only once every subscriber is reachable (see barrier).
+    let interest_wait_secs = match barrier::wait_for_interest(
+        engine.shared(),
+        Duration::from_secs_f64(args.connect_timeout),
+    ) {
+        Ok(wait) => wait.map(|w| w.secs),
+        Err(e) => {
+            drop(engine.finish());
+            return Ok(Record {
+                scenario: name.as_str().into(),
+                target: common.target.to_string(),
+                params,
+                connections: setup.ready,
+                connect_secs: setup.secs,
+                connect_rate: setup.rate(),
+                errors: 1,
+                error_samples: vec![format!("setup: {e}")],
+                ..Record::default()
+            });
+        }
+    };
     let measured = engine.run(
         Duration::from_secs_f64(args.warmup),
         Duration::from_secs_f64(args.duration),
@@ -184,6 +207,7 @@ pub fn run(name: ScenarioName, args: &Args, common: &Common) -> Result<Record, S
         reorder: totals.reorder,
         loadgen_cpu_secs: measured.loadgen_cpu,
         broker_cpu_secs: measured.broker_cpu,
+        interest_wait_secs,
         ..Record::default()
     })
 }
