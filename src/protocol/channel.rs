@@ -40,24 +40,28 @@ fn validate(name: &str) -> Result<bool, ChannelError> {
     if name.len() > MAX_CHANNEL_LEN {
         return Err(ChannelError::TooLong);
     }
-    let bad_char = if name.is_ascii() {
-        // ASCII whitespace and control characters are all <= 0x20, or DEL.
-        name.bytes().any(|b| b <= b' ' || b == 0x7f)
-    } else {
-        name.chars().any(|c| c.is_whitespace() || c.is_control())
-    };
-    if bad_char {
+    let bytes = name.as_bytes();
+    if !name.is_ascii() && name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ChannelError::BadCharacter);
     }
+    // One pass over the bytes: ASCII whitespace and controls (all <= 0x20, or DEL),
+    // and the tokens between dots. `.`, `*` and `>` never occur inside a multi-byte
+    // UTF-8 sequence, so bytes are enough.
     let mut wildcard = false;
-    let mut tokens = name.split('.').peekable();
-    while let Some(token) = tokens.next() {
-        match token {
-            "" => return Err(ChannelError::EmptyToken),
-            "*" => wildcard = true,
-            ">" if tokens.peek().is_some() => return Err(ChannelError::GreaterNotLast),
-            ">" => wildcard = true,
-            _ => {}
+    let mut start = 0;
+    for i in 0..=bytes.len() {
+        let c = bytes.get(i).copied().unwrap_or(b'.');
+        if c == b'.' {
+            match &bytes[start..i] {
+                [] => return Err(ChannelError::EmptyToken),
+                [b'*'] => wildcard = true,
+                [b'>'] if i < bytes.len() => return Err(ChannelError::GreaterNotLast),
+                [b'>'] => wildcard = true,
+                _ => {}
+            }
+            start = i + 1;
+        } else if c <= b' ' || c == 0x7f {
+            return Err(ChannelError::BadCharacter);
         }
     }
     Ok(wildcard)

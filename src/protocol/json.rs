@@ -35,11 +35,11 @@ pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str)) -
             if b.get(i) != Some(&b'"') {
                 return Err(Bail);
             }
-            let key_end = skip_string(b, i)?;
-            let key = &text[i + 1..key_end - 1];
-            if key.contains('\\') {
+            let (key_end, escaped) = skip_string(b, i)?;
+            if escaped {
                 return Err(Bail);
             }
+            let key = &text[i + 1..key_end - 1];
             i = skip_ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return Err(Bail);
@@ -75,7 +75,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// End (exclusive) of the value starting at `i`.
 fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
     match b.get(i) {
-        Some(b'"') => skip_string(b, i),
+        Some(b'"') => skip_string(b, i).map(|(end, _)| end),
         Some(b'-' | b'0'..=b'9') => skip_number(b, i),
         Some(b't') => literal(b, i, b"true"),
         Some(b'f') => literal(b, i, b"false"),
@@ -128,31 +128,36 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
     Ok(i)
 }
 
-/// Whether any byte of `w` is below 0x20, or is `"` or `\`.
+/// A mask with the high bit set in the lowest byte of `w` that is below 0x20, `"` or
+/// `\` (bits above that byte may be spurious; the lowest one is exact).
 #[inline]
-fn special_in_word(w: u64) -> bool {
+fn special_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) != 0
+    below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))
 }
 
-/// End (exclusive, after the closing quote) of the string starting at `i` (a `"`).
-fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
+/// End (exclusive, after the closing quote) of the string starting at `i` (a `"`),
+/// and whether it holds an escape.
+fn skip_string(b: &[u8], i: usize) -> Scan<(usize, bool)> {
     let mut i = i + 1;
+    let mut escaped = false;
     loop {
-        // Eight bytes at a time while none of them needs a look.
-        while let Some(chunk) = b.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().map_err(|_| Bail)?);
-            if special_in_word(w) {
+        // Eight bytes at a time to the next byte that needs a look.
+        while let Some(chunk) = b.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+            let mask = special_mask(u64::from_le_bytes(*chunk));
+            if mask != 0 {
+                i += (mask.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
         }
         match *b.get(i).ok_or(Bail)? {
-            b'"' => return Ok(i + 1),
+            b'"' => return Ok((i + 1, escaped)),
             b'\\' => {
+                escaped = true;
                 i += 1;
                 match *b.get(i).ok_or(Bail)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
@@ -208,7 +213,7 @@ fn skip_nested_object(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
         if b.get(i) != Some(&b'"') {
             return Err(Bail);
         }
-        i = skip_ws(b, skip_string(b, i)?);
+        i = skip_ws(b, skip_string(b, i)?.0);
         if b.get(i) != Some(&b':') {
             return Err(Bail);
         }
