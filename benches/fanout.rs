@@ -14,7 +14,7 @@ use std::io;
 use std::rc::Rc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pubsub::connection::WriteQueue;
+use pubsub::connection::{ChunkPool, WriteQueue};
 use pubsub::protocol::encode_message;
 use pubsub::router::Router;
 
@@ -42,6 +42,8 @@ struct Broker {
     /// Write queues indexed by connection id (the reactor keeps them in a slab of
     /// connections).
     queues: Vec<WriteQueue>,
+    /// Output buffers shared by the queues, as in the reactor.
+    pool: ChunkPool,
     /// Reused lookup result.
     matches: Vec<usize>,
     /// Reused encoding buffer.
@@ -60,6 +62,7 @@ impl Broker {
         Broker {
             router,
             queues: (0..SUBSCRIBERS).map(|_| WriteQueue::default()).collect(),
+            pool: ChunkPool::default(),
             matches: Vec::with_capacity(SUBSCRIBERS),
             frame: Vec::with_capacity(2048),
             flush_list: Vec::with_capacity(SUBSCRIBERS),
@@ -81,7 +84,7 @@ impl Broker {
             let q = &mut self.queues[cid];
             match &shared {
                 Some(f) => q.push_shared(f),
-                None => q.push(&self.frame),
+                None => q.push(&mut self.pool, &self.frame),
             }
             if !self.flush_queued[cid] {
                 self.flush_queued[cid] = true;
@@ -97,7 +100,7 @@ impl Broker {
         let mut written = 0;
         for cid in self.flush_list.drain(..) {
             self.flush_queued[cid] = false;
-            match self.queues[cid].write_to(&mut sink, WRITE_BUDGET) {
+            match self.queues[cid].write_to(&mut self.pool, &mut sink, WRITE_BUDGET) {
                 Ok(f) => written += f.written,
                 Err(e) => panic!("sink cannot fail: {e}"),
             }

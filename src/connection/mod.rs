@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-pub use write_queue::{Flushed, WriteQueue};
+pub use write_queue::{ChunkPool, Flushed, WriteQueue, CHUNK_SIZE};
 
 /// A subscription the connection holds: the pattern text and whether it has wildcards.
 #[derive(Debug, Clone, PartialEq, Eq)]

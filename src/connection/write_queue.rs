@@ -1,19 +1,54 @@
-//! A connection's queue of unsent output.
+//! A connection's queue of unsent output, and the pool its buffers come from.
 //!
 //! Owns the bytes waiting to go to one socket and the batching of them into few
-//! `writev` calls. Small frames are copied into a growing chunk (one memcpy beats a
+//! `writev` calls. Small frames are copied into fixed-size chunks (one memcpy beats a
 //! refcount and an iovec per 50-byte frame); large frames are shared by reference, so a
-//! big MESSAGE fanned out to many subscribers exists once in memory. A frame never spans
-//! two chunks, which lets a slow consumer's queue be cut at a frame boundary. It never
-//! decides policy (limits, closing): it only reports how much is pending.
+//! big MESSAGE fanned out to many subscribers exists once in memory. Chunks come from a
+//! [`ChunkPool`] shared by all connections and go back to it once written, so a busy
+//! broker does not allocate, free, and page-fault the same memory every loop turn, while
+//! an idle connection holds no buffer at all. A frame never spans two chunks, which
+//! lets a slow consumer's queue be cut at a frame boundary. It never decides policy
+//! (limits, closing): it only reports how much is pending.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
-/// An owned chunk grows up to this size before a new one is started (64 KiB, a
-/// typical socket send-buffer quantum, as Redis's per-event write cap).
-const CHUNK_TARGET: usize = 64 * 1024;
+/// Size of a pooled chunk (16 KiB: a few hundred small frames, and four of them fill a
+/// default loopback send buffer in one `writev`).
+pub const CHUNK_SIZE: usize = 16 * 1024;
+
+/// Most idle chunks the pool keeps (1,024 x 16 KiB = 16 MiB): enough for a fan-out
+/// to a thousand subscribers to reuse its buffers every turn; past it, chunks are freed.
+const POOL_MAX_CHUNKS: usize = 1024;
+
+/// Free chunks shared by every connection's queue. See the module documentation.
+#[derive(Debug, Default)]
+pub struct ChunkPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl ChunkPool {
+    /// An empty chunk with [`CHUNK_SIZE`] capacity.
+    fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE))
+    }
+
+    /// Returns a written chunk; oversized or surplus ones are freed.
+    fn give(&mut self, mut chunk: Vec<u8>) {
+        if chunk.capacity() == CHUNK_SIZE && self.free.len() < POOL_MAX_CHUNKS {
+            chunk.clear();
+            self.free.push(chunk);
+        }
+    }
+
+    /// Idle chunks held.
+    pub fn idle(&self) -> usize {
+        self.free.len()
+    }
+}
 
 /// Most iovecs handed to one `writev` (well under the kernel's IOV_MAX of 1024; a
 /// queue rarely holds more than a few chunks, and a bigger array costs its zeroing on
@@ -68,18 +103,22 @@ impl WriteQueue {
     }
 
     /// Queues a copy of `frame` (one or more whole frames).
-    pub fn push(&mut self, frame: &[u8]) {
+    #[inline]
+    pub fn push(&mut self, pool: &mut ChunkPool, frame: &[u8]) {
+        self.pending += frame.len();
         if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
-            if last.len() + frame.len() <= CHUNK_TARGET || last.is_empty() {
+            if last.capacity() - last.len() >= frame.len() {
                 last.extend_from_slice(frame);
-                self.pending += frame.len();
                 return;
             }
         }
-        let mut v = Vec::with_capacity(frame.len().clamp(256, CHUNK_TARGET));
-        v.extend_from_slice(frame);
-        self.chunks.push_back(Chunk::Owned(v));
-        self.pending += frame.len();
+        let mut chunk = if frame.len() <= CHUNK_SIZE {
+            pool.take()
+        } else {
+            Vec::with_capacity(frame.len())
+        };
+        chunk.extend_from_slice(frame);
+        self.chunks.push_back(Chunk::Owned(chunk));
     }
 
     /// Queues a frame shared with other queues.
@@ -123,7 +162,12 @@ impl WriteQueue {
 
     /// Writes as much as the socket takes, up to about `budget` bytes, in batches of up
     /// to [`MAX_IOVECS`] chunks per `writev`.
-    pub fn write_to<W: Write>(&mut self, w: &mut W, budget: usize) -> io::Result<Flushed> {
+    pub fn write_to<W: Write>(
+        &mut self,
+        pool: &mut ChunkPool,
+        w: &mut W,
+        budget: usize,
+    ) -> io::Result<Flushed> {
         let mut written = 0;
         while self.pending > 0 && written < budget {
             let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
@@ -150,7 +194,7 @@ impl WriteQueue {
                 Err(e) => return Err(e),
             };
             written += n;
-            self.advance(n);
+            self.advance(pool, n);
         }
         Ok(Flushed {
             written,
@@ -158,8 +202,9 @@ impl WriteQueue {
         })
     }
 
-    /// Marks `n` bytes as written, dropping finished chunks.
-    fn advance(&mut self, mut n: usize) {
+    /// Marks `n` bytes as written, returning finished chunks to the pool. The deque
+    /// keeps its (small) buffer while the connection is active.
+    fn advance(&mut self, pool: &mut ChunkPool, mut n: usize) {
         self.pending -= n;
         while n > 0 {
             let Some(front) = self.chunks.front() else {
@@ -169,16 +214,26 @@ impl WriteQueue {
             if n >= left {
                 n -= left;
                 self.head_written = 0;
-                self.chunks.pop_front();
+                if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
+                    pool.give(v);
+                }
             } else {
                 self.head_written += n;
                 n = 0;
             }
         }
-        if self.chunks.is_empty() {
-            // Give the deque's buffer back: idle connections should cost nothing here.
-            self.chunks = VecDeque::new();
+    }
+
+    /// Gives back every buffer (the deque's included): for a connection going away.
+    pub fn release(&mut self, pool: &mut ChunkPool) {
+        for chunk in self.chunks.drain(..) {
+            if let Chunk::Owned(v) = chunk {
+                pool.give(v);
+            }
         }
+        self.chunks = VecDeque::new();
+        self.head_written = 0;
+        self.pending = 0;
     }
 }
 
@@ -221,12 +276,13 @@ mod tests {
 
     #[test]
     fn writes_everything_in_order_through_partial_writes() {
+        let mut pool = ChunkPool::default();
         let mut q = WriteQueue::default();
         let shared: Rc<[u8]> = Rc::from(&b"SHARED\n"[..]);
         let mut want = Vec::new();
         for i in 0..1000 {
             let f = format!("frame {i}\n");
-            q.push(f.as_bytes());
+            q.push(&mut pool, f.as_bytes());
             want.extend_from_slice(f.as_bytes());
             if i % 100 == 0 {
                 q.push_shared(&shared);
@@ -239,7 +295,7 @@ mod tests {
             cap: 7,
             limit: usize::MAX,
         };
-        let f = q.write_to(&mut w, usize::MAX).unwrap();
+        let f = q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(
             f,
             Flushed {
@@ -249,20 +305,24 @@ mod tests {
         );
         assert_eq!(w.out, want);
         assert!(q.is_empty());
+        // Written chunks went back to the pool for the next turn.
+        assert!(pool.idle() > 0);
+        q.release(&mut pool);
     }
 
     #[test]
     fn reports_blocked_and_resumes() {
         let mut q = WriteQueue::default();
-        q.push(b"hello\n");
-        q.push(b"world\n");
+        let mut pool = ChunkPool::default();
+        q.push(&mut pool, b"hello\n");
+        q.push(&mut pool, b"world\n");
         let mut w = Trickle {
             out: Vec::new(),
             cap: 100,
             limit: 8,
         };
         assert_eq!(
-            q.write_to(&mut w, usize::MAX).unwrap(),
+            q.write_to(&mut pool, &mut w, usize::MAX).unwrap(),
             Flushed {
                 written: 8,
                 blocked: true
@@ -270,43 +330,46 @@ mod tests {
         );
         assert_eq!(q.pending(), 4);
         w.limit = 100;
-        q.write_to(&mut w, usize::MAX).unwrap();
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(w.out, b"hello\nworld\n");
     }
 
     #[test]
     fn cut_keeps_the_frame_in_progress_only() {
         let mut q = WriteQueue::default();
-        q.push(b"aaaa\n");
-        q.push(b"bbbb\n");
-        q.push(b"cccc\n");
+        let mut pool = ChunkPool::default();
+        q.push(&mut pool, b"aaaa\n");
+        q.push(&mut pool, b"bbbb\n");
+        q.push(&mut pool, b"cccc\n");
         let mut w = Trickle {
             out: Vec::new(),
             cap: 100,
             limit: 7,
         };
-        q.write_to(&mut w, usize::MAX).unwrap();
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         q.cut_after_current_frame();
-        q.push(b"ERR\n");
+        q.push(&mut pool, b"ERR\n");
         w.limit = 100;
-        q.write_to(&mut w, usize::MAX).unwrap();
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(w.out, b"aaaa\nbbbb\nERR\n");
 
         // Nothing half-sent: everything queued goes.
         let mut q = WriteQueue::default();
-        q.push(b"aaaa\n");
+        let mut pool = ChunkPool::default();
+        q.push(&mut pool, b"aaaa\n");
         q.cut_after_current_frame();
         assert!(q.is_empty());
 
         // Cut exactly at a frame boundary.
         let mut q = WriteQueue::default();
-        q.push(b"aaaa\nbbbb\n");
+        let mut pool = ChunkPool::default();
+        q.push(&mut pool, b"aaaa\nbbbb\n");
         let mut w = Trickle {
             out: Vec::new(),
             cap: 100,
             limit: 5,
         };
-        q.write_to(&mut w, usize::MAX).unwrap();
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         q.cut_after_current_frame();
         assert!(q.is_empty());
     }
@@ -314,15 +377,16 @@ mod tests {
     #[test]
     fn budget_bounds_one_flush() {
         let mut q = WriteQueue::default();
+        let mut pool = ChunkPool::default();
         for _ in 0..100 {
-            q.push(&[b'x'; 1000]);
+            q.push(&mut pool, &[b'x'; 1000]);
         }
         let mut w = Trickle {
             out: Vec::new(),
             cap: 1000,
             limit: usize::MAX,
         };
-        let f = q.write_to(&mut w, 10_000).unwrap();
+        let f = q.write_to(&mut pool, &mut w, 10_000).unwrap();
         assert_eq!(f.written, 10_000);
         assert!(!f.blocked);
         assert_eq!(q.pending(), 90_000);

@@ -275,7 +275,7 @@ impl Reactor {
             };
             match shared {
                 Some(frame) => conn.out.push_shared(frame),
-                None => conn.out.push(buf),
+                None => conn.out.push(&mut self.pool, buf),
             }
             if conn.out.pending() > self.settings.max_pending {
                 self.slow_consumer(cid);
@@ -324,7 +324,7 @@ impl Reactor {
     /// Queues `self.reply` to `id`.
     fn queue_reply(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.out.push(&self.reply);
+            conn.out.push(&mut self.pool, &self.reply);
             if conn.out.pending() > self.settings.max_pending {
                 return self.slow_consumer(id);
             }
@@ -365,7 +365,7 @@ impl Reactor {
         self.reply.clear();
         encode_error(&mut self.reply, code, text, id_field);
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.out.push(&self.reply);
+            conn.out.push(&mut self.pool, &self.reply);
         }
         self.begin_close(id, true);
     }

@@ -258,7 +258,10 @@ impl Reactor {
                 continue; // flushed once the TCP handshake completes
             }
             if !conn.out.is_empty() {
-                match conn.out.write_to(&mut conn.stream, WRITE_BUDGET) {
+                match conn
+                    .out
+                    .write_to(&mut self.pool, &mut conn.stream, WRITE_BUDGET)
+                {
                     Ok(done) => {
                         self.stats.bytes_out += done.written as u64;
                         if !done.blocked && !conn.out.is_empty() {

@@ -83,7 +83,7 @@ impl Reactor {
             self.fed.name(),
             self.settings.upstream_token.as_deref(),
         );
-        conn.out.push(&hello);
+        conn.out.push(&mut self.pool, &hello);
         entry.insert(conn);
         self.upstreams[idx].conn = Some(id);
         debug!(upstream = %addr, "dialling upstream");
@@ -238,7 +238,7 @@ impl Reactor {
                         if self.settings.verbose {
                             debug!(peer = ?conn.name, frame = %String::from_utf8_lossy(&frame[..frame.len() - 1]), "link send");
                         }
-                        conn.out.push(&frame);
+                        conn.out.push(&mut self.pool, &frame);
                         self.queue_flush(to);
                     }
                 }

@@ -24,7 +24,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use tracing::{info, warn};
 
-use crate::connection::{Connection, Phase, Role};
+use crate::connection::{ChunkPool, Connection, Phase, Role};
 use crate::federation::Federation;
 use crate::router::{ConnId, Router};
 use crate::stats::Stats;
@@ -75,6 +75,8 @@ pub struct Reactor {
     /// Shared read buffer: a read lands here first, and only an incomplete trailing
     /// frame is copied into the connection.
     rbuf: Box<[u8]>,
+    /// Output buffers shared by every connection's write queue.
+    pool: ChunkPool,
     /// Scratch for encoding one MESSAGE (encoded once per publish).
     frame: Vec<u8>,
     /// Scratch for encoding one ROUTE (encoded once per message sent over links).
@@ -135,6 +137,7 @@ impl Reactor {
             settings,
             stats: Stats::default(),
             rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            pool: ChunkPool::default(),
             frame: Vec::with_capacity(4096),
             route: Vec::new(),
             reply: Vec::with_capacity(256),
@@ -306,6 +309,7 @@ impl Reactor {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.out.release(&mut self.pool);
             if let Role::Link {
                 upstream: Some(idx),
             } = conn.role
