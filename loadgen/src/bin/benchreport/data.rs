@@ -225,7 +225,7 @@ pub fn bytes(n: usize) -> String {
 
 /// `2.50M`, `120k`, `950`.
 pub fn si(v: f64) -> String {
-    if v >= 1e6 {
+    if v >= 999_500.0 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e4 {
         format!("{:.0}k", v / 1e3)
