@@ -583,7 +583,10 @@ done
     echo "cores=$(nproc)"
     echo "kernel=$(uname -sr)"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
-    echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    dirty=
+    [[ -n $(git -C "$ROOT" status --porcelain -- src loadgen Cargo.toml 2>/dev/null) ]] &&
+        dirty=" with uncommitted changes"
+    echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
     echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/meta.txt"
 log "records in $OUT"
