@@ -50,10 +50,10 @@ impl ChunkPool {
     }
 }
 
-/// Most iovecs handed to one `writev` (well under the kernel's IOV_MAX of 1024; a
-/// queue rarely holds more than a few chunks, and a bigger array costs its zeroing on
-/// every call).
-const MAX_IOVECS: usize = 16;
+/// Most iovecs handed to one `writev` (well under the kernel's IOV_MAX of 1024). Shared
+/// frames take one each, so this bounds how many large frames one syscall carries; a
+/// queue with a single chunk uses a plain `write` and skips the array.
+const MAX_IOVECS: usize = 64;
 
 /// One contiguous piece of queued output.
 enum Chunk {
