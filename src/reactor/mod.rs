@@ -178,7 +178,12 @@ impl Reactor {
                         {
                             continue;
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        // A connection already due for a deferred read this turn gets
+                        // that one read pass, not two.
+                        let deferred = self.conns.get(id).is_some_and(|c| c.read_queued);
+                        if !deferred
+                            && (event.is_readable() || event.is_read_closed() || event.is_error())
+                        {
                             self.on_readable(id);
                         }
                         if event.is_writable() {
