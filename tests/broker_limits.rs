@@ -354,3 +354,51 @@ fn sigterm_flushes_queued_output_and_exits_zero() {
         "nothing listens after shutdown"
     );
 }
+
+/// Under a tiny fd limit (and a `--max-connections` above it) accept hits EMFILE: the
+/// broker must answer the extra clients (ERROR limit, or at least a close) instead of
+/// crashing, spinning or leaving them hanging, and keep serving the ones it holds.
+#[test]
+fn out_of_file_descriptors_refuses_new_clients_and_keeps_serving() {
+    let broker = Broker::start_wrapped(
+        &["prlimit", "--nofile=48:48", "--"],
+        &["--max-connections", "1000"],
+    );
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for _ in 0..80 {
+        let mut c = broker.connect();
+        c.send(r#"{"command":"PING"}"#);
+        match c.recv_line_or_end() {
+            Some(line) if line.contains("\"PONG\"") => served.push(c),
+            Some(line) => {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON frame");
+                assert_eq!(v["code"], "limit", "unexpected answer {line}");
+                refused += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert!(refused > 0, "no connection was refused under a 48-fd limit");
+    assert!(
+        served.len() >= 8,
+        "only {} connections were served",
+        served.len()
+    );
+    assert_eq!(served.len() + refused, 80);
+    // Everyone admitted is still served, and a freed slot is usable again.
+    for c in served.iter_mut() {
+        c.ping();
+    }
+    served.pop();
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = broker.connect();
+        c.send(r#"{"command":"PING"}"#);
+        if c.recv_line_or_end().is_some_and(|l| l.contains("\"PONG\"")) {
+            again = Some(c);
+            break;
+        }
+    }
+    assert!(again.is_some(), "a freed descriptor was never reused");
+}

@@ -20,8 +20,10 @@ use crate::protocol::{encode_error, ErrorCode};
 
 /// Connections accepted per loop turn before other work gets a turn.
 const ACCEPT_BATCH: usize = 256;
-/// How long accepting pauses after the process ran out of fds.
+/// How long accepting pauses when not even the spare fd can be had.
 const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two "out of file descriptors" warnings.
+const FD_WARN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Whether an accept error means the process or system is out of file descriptors.
 fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -45,8 +47,9 @@ impl Reactor {
                     return;
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
-                    self.on_fd_exhausted(&e);
-                    return;
+                    if !self.refuse_with_spare_fd(&e) {
+                        return;
+                    }
                 }
                 // ECONNABORTED and friends concern one connection only.
                 Err(e) => debug!(error = %e, "accept failed"),
@@ -55,31 +58,52 @@ impl Reactor {
         self.accept_pending = true;
     }
 
-    /// Out of fds: refuse one waiting connection using the spare fd, then pause.
-    fn on_fd_exhausted(&mut self, err: &io::Error) {
-        warn!(
-            error = %err,
-            clients = self.clients,
-            "out of file descriptors; refusing connections for a moment"
-        );
-        self.spare_fd = None;
-        if let Some(listener) = &self.listener {
-            if let Ok((mut stream, _)) = listener.accept() {
+    /// Out of fds: frees the spare fd to accept one waiting connection, tells it
+    /// `ERROR limit`, closes it, and takes the spare back, so waiting clients get an
+    /// answer instead of hanging in the backlog. Returns whether to keep accepting;
+    /// when even the spare cannot be had (the whole system is out of fds), accepting
+    /// pauses briefly instead of spinning.
+    fn refuse_with_spare_fd(&mut self, err: &io::Error) -> bool {
+        let now = Instant::now();
+        if self
+            .fd_warned_at
+            .is_none_or(|t| now.duration_since(t) >= FD_WARN_INTERVAL)
+        {
+            self.fd_warned_at = Some(now);
+            warn!(
+                error = %err,
+                clients = self.clients,
+                "out of file descriptors; refusing new connections with ERROR limit"
+            );
+        }
+        if self.spare_fd.take().is_none() {
+            self.spare_fd = File::open("/dev/null").ok();
+            self.accept_paused_until = Some(now + FD_EXHAUSTED_PAUSE);
+            self.accept_pending = false;
+            return false;
+        }
+        let accepted = self.listener.as_ref().map(|l| l.accept());
+        let keep_going = match accepted {
+            Some(Ok((mut stream, _))) => {
                 let mut frame = Vec::new();
-                encode_error(
-                    &mut frame,
-                    ErrorCode::Limit,
-                    "server is out of file descriptors",
-                    None,
-                );
+                encode_error(&mut frame, ErrorCode::Limit, "server is out of file descriptors", None);
                 let _ = stream.write(&frame);
                 self.stats.refused += 1;
                 self.stats.count_error(ErrorCode::Limit);
+                true // the stream is closed here, before the spare is taken back
             }
-        }
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.accept_pending = false;
+                false
+            }
+            _ => {
+                self.accept_paused_until = Some(now + FD_EXHAUSTED_PAUSE);
+                self.accept_pending = false;
+                false
+            }
+        };
         self.spare_fd = File::open("/dev/null").ok();
-        self.accept_paused_until = Some(Instant::now() + FD_EXHAUSTED_PAUSE);
-        self.accept_pending = false;
+        keep_going
     }
 
     /// Registers a new connection, or refuses it at the connection limit.

@@ -103,6 +103,8 @@ pub struct Reactor {
     accept_pending: bool,
     /// Accepting is paused (fd exhaustion) until then.
     accept_paused_until: Option<Instant>,
+    /// When fd exhaustion was last logged (the warning is rate-limited).
+    fd_warned_at: Option<Instant>,
     /// Set once a shutdown signal arrived: the time to give up flushing.
     shutdown_deadline: Option<Instant>,
 }
@@ -151,6 +153,7 @@ impl Reactor {
             spare_fd: File::open("/dev/null").ok(),
             accept_pending: false,
             accept_paused_until: None,
+            fd_warned_at: None,
             shutdown_deadline: None,
         })
     }
@@ -330,5 +333,9 @@ impl Reactor {
             tracing::debug!(conn = %conn.label(), unsent = conn.out.pending(), "connection closed");
         }
         self.to_close = list;
+        if self.spare_fd.is_none() {
+            // Lost while the process was out of fds; a close may have freed one.
+            self.spare_fd = File::open("/dev/null").ok();
+        }
     }
 }

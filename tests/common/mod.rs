@@ -36,12 +36,27 @@ impl Broker {
     /// Starts `broker --listen 127.0.0.1:0 ARGS...` and waits for its
     /// `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Broker {
+        Broker::start_wrapped(&[], args)
+    }
+
+    /// Like [`Broker::start`], but runs the broker under a wrapper command (for example
+    /// `prlimit --nofile=64:64 --`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Broker {
         let stderr = if std::env::var_os("BROKER_TEST_LOG").is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        let broker = env!("CARGO_BIN_EXE_broker");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(broker);
+                c
+            }
+            None => Command::new(broker),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -317,6 +332,18 @@ impl Conn {
             ),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
             Err(e) => panic!("expected the connection to close, read failed: {e}"),
+        }
+    }
+
+    /// Reads one line (without its newline), or `None` if the broker closed or
+    /// reset the connection first.
+    pub fn recv_line_or_end(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading a frame failed: {e}"),
         }
     }
 
