@@ -86,7 +86,12 @@ impl Reactor {
         let keep_going = match accepted {
             Some(Ok((mut stream, _))) => {
                 let mut frame = Vec::new();
-                encode_error(&mut frame, ErrorCode::Limit, "server is out of file descriptors", None);
+                encode_error(
+                    &mut frame,
+                    ErrorCode::Limit,
+                    "server is out of file descriptors",
+                    None,
+                );
                 let _ = stream.write(&frame);
                 self.stats.refused += 1;
                 self.stats.count_error(ErrorCode::Limit);
