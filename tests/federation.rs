@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,16 +38,7 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start broker");
-        let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
         let log = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&log);
         thread::spawn(move || {
@@ -60,15 +51,7 @@ impl Node {
                 log.push('\n');
             }
         });
-        let line = rx
-            .recv_timeout(common::TIMEOUT)
-            .expect("broker did not announce its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-            .parse()
-            .expect("address");
+        let addr = common::read_announcement(&mut child);
         Node { child, addr, log }
     }
 

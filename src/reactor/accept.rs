@@ -111,37 +111,56 @@ impl Reactor {
         keep_going
     }
 
+    /// Registers `stream` for readiness under the slab key its connection will get
+    /// (the caller inserts it next) and turns Nagle off: frames are batched by the
+    /// write queue, so Nagle would only add latency.
+    pub(super) fn register_socket(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        let _ = stream.set_nodelay(true);
+        let id = self.conns.vacant_key();
+        self.poll.registry().register(
+            stream,
+            Token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        Ok(id)
+    }
+
+    /// Inserts a connection registered by [`Reactor::register_socket`], with a fresh
+    /// client id; returns its slab key.
+    pub(super) fn insert_connection(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        authenticated: bool,
+        configure: impl FnOnce(&mut Connection),
+    ) -> usize {
+        let client_id = self.next_client_id;
+        self.next_client_id += 1;
+        let mut conn = Connection::new(stream, peer, client_id, authenticated);
+        configure(&mut conn);
+        self.conns.insert(conn)
+    }
+
     /// Registers a new connection, or refuses it at the connection limit.
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         self.stats.accepted += 1;
-        // Frames are batched by the write queue; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
-        let id = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self.register_socket(&mut stream) {
             warn!(error = %e, %peer, "cannot register connection");
             return;
         }
         let over_limit = self.clients >= self.settings.max_connections;
-        let client_id = self.next_client_id;
-        self.next_client_id += 1;
         let authenticated = self.settings.token.is_none();
-        let mut conn = Connection::new(stream, peer, client_id, authenticated);
+        let id = self.insert_connection(stream, peer, authenticated, |conn| {
+            conn.counted = !over_limit;
+        });
         if over_limit {
-            conn.counted = false;
-            entry.insert(conn);
             self.stats.refused += 1;
             warn!(%peer, max_connections = self.settings.max_connections, "connection refused: connection limit reached");
             self.send_error(id, ErrorCode::Limit, "too many connections", None);
             self.begin_close(id, true);
         } else {
-            entry.insert(conn);
             self.clients += 1;
-            debug!(client_id, %peer, clients = self.clients, "connection accepted");
+            debug!(%peer, clients = self.clients, "connection accepted");
         }
     }
 

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::Raw;
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 use tracing::{debug, info, warn};
 
 use super::Reactor;
-use crate::connection::{Connection, Role};
+use crate::connection::Role;
 use crate::federation::Effect;
 use crate::protocol::{
     encode_link_hello, validate_name, validate_pattern, validate_publish, ErrorCode, Hello, Path,
@@ -57,34 +56,27 @@ impl Reactor {
                 return self.schedule_redial(idx);
             }
         };
-        let entry = self.conns.vacant_entry();
-        let id = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self.register_socket(&mut stream) {
             warn!(upstream = %addr, error = %e, "cannot register upstream connection");
             return self.schedule_redial(idx);
         }
-        let _ = stream.set_nodelay(true);
-        let client_id = self.next_client_id;
-        self.next_client_id += 1;
-        let mut conn = Connection::new(stream, addr, client_id, true);
-        conn.role = Role::Link {
-            upstream: Some(idx),
-        };
-        conn.connecting = true;
-        conn.counted = false;
-        conn.echo = false;
         let mut hello = Vec::new();
         encode_link_hello(
             &mut hello,
             self.fed.name(),
             self.settings.upstream_token.as_deref(),
         );
-        conn.out.push(&mut self.pool, &hello);
-        entry.insert(conn);
+        let id = self.insert_connection(stream, addr, true, |conn| {
+            conn.role = Role::Link {
+                upstream: Some(idx),
+            };
+            conn.connecting = true;
+            conn.counted = false;
+            conn.echo = false;
+        });
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.out.push(&mut self.pool, &hello);
+        }
         self.upstreams[idx].conn = Some(id);
         debug!(upstream = %addr, "dialling upstream");
     }

@@ -65,37 +65,12 @@ impl Broker {
             .spawn()
             .expect("cannot start the broker binary");
         let pid = child.id();
-        let stdout = child.stdout.take().expect("broker stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        // Reads the announcement, then drains stdout so the broker never blocks on it.
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = io::copy(&mut reader, &mut io::sink());
-        });
-        let mut broker = Broker {
+        let addr = read_announcement(&mut child);
+        Broker {
             child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             pid,
-        };
-        let line = rx
-            .recv_timeout(TIMEOUT)
-            .expect("broker did not print `listening on ADDR`");
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first stdout line from broker: {line:?} (an empty one means \
-                     it exited; rerun with BROKER_TEST_LOG=1 to see why)"
-                )
-            });
-        broker.addr = addr
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
-        broker
+        }
     }
 
     /// The address the broker listens on.
@@ -156,6 +131,29 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// Waits for a started broker's `listening on ADDR` line (stdout must be piped) and
+/// returns the address; stdout is drained afterwards so the broker never blocks on it.
+pub fn read_announcement(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("broker stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = io::copy(&mut reader, &mut io::sink());
+    });
+    let line = rx
+        .recv_timeout(TIMEOUT)
+        .expect("broker did not print `listening on ADDR`");
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first stdout line from broker: {line:?}"));
+    addr.parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
 }
 
 /// How a connection's input ended, as seen by [`Conn::read_until_closed`].
