@@ -20,8 +20,9 @@ pub struct Bail;
 type Scan<T> = Result<T, Bail>;
 
 /// Walks `text` as one JSON object surrounded by optional whitespace, calling
-/// `field(key, raw_value)` for each top-level member in order.
-pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str)) -> Scan<()> {
+/// `field(key, raw_value, escaped)` for each top-level member in order; `escaped` tells
+/// whether a string value holds escapes (false for every other kind of value).
+pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str, bool)) -> Scan<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -45,8 +46,8 @@ pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str)) -
                 return Err(Bail);
             }
             let start = skip_ws(b, i + 1);
-            let end = skip_value(b, start, 1)?;
-            field(key, &text[start..end]);
+            let (end, escaped) = skip_value(b, start, 1)?;
+            field(key, &text[start..end], escaped);
             i = skip_ws(b, end);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -72,10 +73,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// End (exclusive) of the value starting at `i`.
-fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
-    match b.get(i) {
-        Some(b'"') => skip_string(b, i).map(|(end, _)| end),
+/// End (exclusive) of the value starting at `i`, and whether it is a string with
+/// escapes.
+fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<(usize, bool)> {
+    let end = match b.get(i) {
+        Some(b'"') => return skip_string(b, i),
         Some(b'-' | b'0'..=b'9') => skip_number(b, i),
         Some(b't') => literal(b, i, b"true"),
         Some(b'f') => literal(b, i, b"false"),
@@ -83,7 +85,8 @@ fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
         Some(b'[') => skip_array(b, i, depth + 1),
         Some(b'{') => skip_nested_object(b, i, depth + 1),
         _ => Err(Bail),
-    }
+    }?;
+    Ok((end, false))
 }
 
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Scan<usize> {
@@ -192,7 +195,7 @@ fn skip_array(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
         return Ok(i + 1);
     }
     loop {
-        i = skip_ws(b, skip_value(b, i, depth)?);
+        i = skip_ws(b, skip_value(b, i, depth)?.0);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
             Some(b']') => return Ok(i + 1),
@@ -217,7 +220,7 @@ fn skip_nested_object(b: &[u8], i: usize, depth: u32) -> Scan<usize> {
         if b.get(i) != Some(&b':') {
             return Err(Bail);
         }
-        i = skip_ws(b, skip_value(b, skip_ws(b, i + 1), depth)?);
+        i = skip_ws(b, skip_value(b, skip_ws(b, i + 1), depth)?.0);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
             Some(b'}') => return Ok(i + 1),
@@ -233,7 +236,7 @@ mod tests {
 
     fn fields(text: &str) -> Option<Vec<(String, String)>> {
         let mut out = Vec::new();
-        scan_object(text, |k, v| out.push((k.to_string(), v.to_string())))
+        scan_object(text, |k, v, _| out.push((k.to_string(), v.to_string())))
             .ok()
             .map(|_| out)
     }

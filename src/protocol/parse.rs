@@ -21,17 +21,25 @@ use super::link::Path;
 /// The raw text of a JSON value, exactly as it appeared in the frame. Only the
 /// parser makes one, after checking the text is valid JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Raw<'a>(&'a str);
+pub struct Raw<'a> {
+    text: &'a str,
+    /// Whether the text may hold a backslash escape (exact for strings the scanner
+    /// read; `true` when unknown).
+    escaped: bool,
+}
 
 impl<'a> Raw<'a> {
     /// The JSON text.
     pub fn get(&self) -> &'a str {
-        self.0
+        self.text
     }
 
     /// Wraps text the caller knows to be one valid JSON value.
     pub fn trusted(json: &'a str) -> Raw<'a> {
-        Raw(json)
+        Raw {
+            text: json,
+            escaped: true,
+        }
     }
 }
 
@@ -194,9 +202,12 @@ impl<'a> RawFields<'a> {
     /// Fast path: the hand-written scanner. `None` when it gives up.
     fn scan(text: &'a str) -> Option<RawFields<'a>> {
         let mut f = RawFields::default();
-        json::scan_object(text, |key, value| {
+        json::scan_object(text, |key, value, escaped| {
             if let Some(slot) = f.slot(key) {
-                *slot = Some(Raw(value));
+                *slot = Some(Raw {
+                    text: value,
+                    escaped,
+                });
             }
         })
         .ok()?;
@@ -240,7 +251,9 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
                 let mut f = RawFields::default();
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     match f.slot(&key.0) {
-                        Some(slot) => *slot = Some(Raw(map.next_value::<&'de RawValue>()?.get())),
+                        Some(slot) => {
+                            *slot = Some(Raw::trusted(map.next_value::<&'de RawValue>()?.get()))
+                        }
                         None => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -257,7 +270,7 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
 fn raw_str(raw: Raw<'_>) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+    if !raw.escaped || memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         return Some(Cow::Borrowed(inner));
     }
     serde_json::from_str::<String>(text).ok().map(Cow::Owned)
