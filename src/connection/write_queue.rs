@@ -22,6 +22,9 @@ pub const CHUNK_SIZE: usize = 16 * 1024;
 /// to a thousand subscribers to reuse its buffers every turn; past it, chunks are freed.
 const POOL_MAX_CHUNKS: usize = 1024;
 
+/// Chunk slots an empty queue's deque may keep allocated (a few hundred bytes).
+const DEQUE_KEEP: usize = 16;
+
 /// Free chunks shared by every connection's queue. See the module documentation.
 #[derive(Debug, Default)]
 pub struct ChunkPool {
@@ -221,6 +224,10 @@ impl WriteQueue {
                 self.head_written += n;
                 n = 0;
             }
+        }
+        if self.chunks.is_empty() && self.chunks.capacity() > DEQUE_KEEP {
+            // A queue that was far behind does not keep its long deque once caught up.
+            self.chunks = VecDeque::new();
         }
     }
 
