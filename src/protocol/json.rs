@@ -149,8 +149,10 @@ fn skip_string(b: &[u8], i: usize) -> Scan<(usize, bool)> {
     let mut escaped = false;
     loop {
         // Eight bytes at a time to the next byte that needs a look.
-        while let Some(chunk) = b.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
-            let mask = special_mask(u64::from_le_bytes(*chunk));
+        while i + 8 <= b.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&b[i..i + 8]);
+            let mask = special_mask(u64::from_le_bytes(word));
             if mask != 0 {
                 i += (mask.trailing_zeros() / 8) as usize;
                 break;
