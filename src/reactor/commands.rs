@@ -38,7 +38,11 @@ impl Reactor {
                 info!(conn = %conn.label(), frame = %String::from_utf8_lossy(line), "received");
             }
         }
-        let authenticated = self.conns.get(id).is_some_and(|c| c.authenticated);
+        let Some((authenticated, is_link)) =
+            self.conns.get(id).map(|c| (c.authenticated, c.is_link()))
+        else {
+            return;
+        };
         let frame = match parse_frame(line) {
             Ok(frame) => frame,
             Err(e) if !authenticated => {
@@ -52,7 +56,6 @@ impl Reactor {
             Err(e) => return self.send_error(id, e.code, &e.message, e.id),
         };
         let id_field = frame.id;
-        let is_link = self.conns.get(id).is_some_and(|c| c.is_link());
         match frame.command {
             Command::Hello(hello) => self.hello(id, hello, id_field),
             _ if !authenticated => self.fatal_error(

@@ -124,12 +124,6 @@ impl Router {
         self.stats.matches += (out.len() - start) as u64;
     }
 
-    /// Whether any subscription matches `channel`.
-    pub fn has_match(&self, channel: &str) -> bool {
-        self.exact.contains_key(channel)
-            || (self.stats.wildcard_subscriptions > 0 && self.wild.any(channel))
-    }
-
     /// The index's counters.
     pub fn stats(&self) -> RouterStats {
         self.stats

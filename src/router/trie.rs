@@ -114,21 +114,6 @@ impl Node {
             }
         }
     }
-
-    /// Whether any pattern matches `channel`.
-    pub(super) fn any(&self, channel: &str) -> bool {
-        let (tok, more) = split(channel);
-        if !self.tail.is_empty() {
-            return true;
-        }
-        [self.children.get(tok), self.star.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|child| match more {
-                Some(more) => child.any(more),
-                None => !child.here.is_empty(),
-            })
-    }
 }
 
 #[cfg(test)]
