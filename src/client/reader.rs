@@ -1,9 +1,10 @@
 //! The client's reader thread: demultiplexes what the broker sends.
 //!
 //! Owns the read half of the socket. `MESSAGE` frames go to the message queue, every
-//! other frame to the reply queue, in order. An `ERROR` without an `id` is about the
-//! connection itself (slow consumer, frame too large, unauthorized): it is kept as the
-//! reason the connection ended. It never writes to the socket.
+//! other frame to the reply queue, in order. An `ERROR` without an `id` and with a
+//! fatal code is about the connection itself (slow consumer, frame too large,
+//! unauthorized): it is kept as the reason the connection ended. It never writes to the
+//! socket.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::{ClientError, Message};
+use crate::protocol::ErrorCode;
 
 /// Read buffer size (64 KiB: a few hundred small messages per `read`).
 const READ_BUFFER: usize = 64 * 1024;
@@ -62,10 +64,14 @@ pub(super) fn run(
                 Err(e) => break Some(ClientError::Protocol(format!("bad MESSAGE frame: {e}"))),
             },
             Some("ERROR") if value.get("id").is_none() => {
-                // About the connection, not a command: the broker closes after it.
+                // Not the answer to a command (ours all carry an id). A fatal code is
+                // about the connection: the broker closes after it, and it is kept as
+                // the reason. A non-fatal one cannot be matched to a call; it is dropped.
                 let err = broker_error(&value);
-                if let Ok(mut slot) = closed.lock() {
-                    *slot = Some(err);
+                if err.code().is_none_or(ErrorCode::is_fatal) {
+                    if let Ok(mut slot) = closed.lock() {
+                        *slot = Some(err);
+                    }
                 }
             }
             Some(_) => {
