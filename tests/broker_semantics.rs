@@ -15,6 +15,16 @@ use common::{json_str, publish_frame, Broker, Conn, TIMEOUT};
 /// disconnect before it fails.
 const DISCONNECT_TRIES: usize = 10_000;
 
+/// A broker, a publisher connection, and a subscriber of `channel` (subscription
+/// confirmed). The broker is returned so that it lives as long as the test.
+fn publisher_and_subscriber(channel: &str) -> (Broker, Conn, Conn) {
+    let broker = Broker::start(&[]);
+    let publisher = broker.connect();
+    let mut sub = broker.connect();
+    sub.subscribe(channel);
+    (broker, publisher, sub)
+}
+
 /// Checks that nothing was delivered to `conn` beyond what it already read.
 fn assert_nothing_pending(conn: &mut Conn) {
     conn.send(r#"{"command":"PING","id":"sync"}"#);
@@ -225,10 +235,7 @@ fn no_history() {
 
 #[test]
 fn disconnect_drops_subscriptions() {
-    let broker = Broker::start(&[]);
-    let mut publisher = broker.connect();
-    let mut sub = broker.connect();
-    sub.subscribe("d");
+    let (broker, mut publisher, mut sub) = publisher_and_subscriber("d");
     sub.subscribe("d.*");
     assert_eq!(publisher.publish("d", "0"), 1);
     drop(sub);
@@ -248,10 +255,7 @@ fn disconnect_drops_subscriptions() {
 #[test]
 fn ten_thousand_messages_arrive_in_order() {
     const N: usize = 10_000;
-    let broker = Broker::start(&[]);
-    let mut publisher = broker.connect();
-    let mut sub = broker.connect();
-    sub.subscribe("seq");
+    let (_broker, mut publisher, mut sub) = publisher_and_subscriber("seq");
     let mut batch = String::new();
     for i in 0..N {
         batch.push_str(&format!(
@@ -273,10 +277,7 @@ fn ten_thousand_messages_arrive_in_order() {
 #[test]
 fn messages_without_ack_arrive_in_order() {
     const N: usize = 10_000;
-    let broker = Broker::start(&[]);
-    let mut publisher = broker.connect();
-    let mut sub = broker.connect();
-    sub.subscribe("seq");
+    let (_broker, mut publisher, mut sub) = publisher_and_subscriber("seq");
     let mut batch = String::new();
     for i in 0..N {
         batch.push_str(&publish_frame("seq", &i.to_string(), false));
@@ -293,10 +294,7 @@ fn messages_without_ack_arrive_in_order() {
 
 #[test]
 fn message_is_written_before_later_replies() {
-    let broker = Broker::start(&[]);
-    let mut publisher = broker.connect();
-    let mut sub = broker.connect();
-    sub.subscribe("o");
+    let (_broker, mut publisher, mut sub) = publisher_and_subscriber("o");
     sub.subscribe("o.*");
     let big = json_str(&"x".repeat(20_000)); // a frame shared between queues
     for round in 0..300 {
