@@ -241,3 +241,27 @@ fn too_large_frame_closes_with_frame_too_large() {
     let err = client.publish("big", &big).expect_err("too large");
     assert_eq!(err.code(), Some(ErrorCode::FrameTooLarge), "{err:?}");
 }
+
+/// Issue 7, item 9: a client refused at `--max-connections` used to see
+/// `Closed { reason: None }`; the broker's `ERROR limit` (id-less, non-fatal by code,
+/// followed by the close) must be kept as the reason.
+#[test]
+fn refused_at_max_connections_is_closed_with_reason_limit_not_none() {
+    let broker = Broker::start_with(&["--max-connections", "1"]);
+    let first = connect(&broker);
+    // Its reply shows the broker admitted it, so the next connection is over the limit.
+    first.ping().expect("the first connection is admitted");
+
+    let refused = connect(&broker);
+    let err = refused.ping().expect_err("over the connection limit");
+    assert!(
+        matches!(&err, ClientError::Closed { reason: Some(r) }
+            if matches!(&**r, ClientError::Broker { code, .. } if code == "limit")),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some(ErrorCode::Limit));
+    // Every later call sees the same reason.
+    let err = refused.recv_timeout(WAIT).expect_err("closed");
+    assert_eq!(err.code(), Some(ErrorCode::Limit), "{err:?}");
+    first.ping().expect("the admitted connection is unaffected");
+}
