@@ -237,6 +237,13 @@ def hello_fields(name: str | None, token: str | None, echo: bool) -> dict[str, A
     return fields
 
 
+def backoff_delay(attempt: int, base: float, most: float, jitter: float) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 first): ``base`` doubled
+    per failed attempt, capped at ``most``, scaled by ``jitter`` (drawn from 0.5-1.0 by
+    the caller) so that clients cut off together do not return in step."""
+    return min(most, base * 2.0 ** min(attempt, 62)) * jitter
+
+
 def parse_addr(addr: str | tuple[str, int]) -> tuple[str, int]:
     """``"host:port"`` (or ``"[v6]:port"``) or a ``(host, port)`` tuple."""
     if isinstance(addr, tuple):

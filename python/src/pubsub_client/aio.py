@@ -30,6 +30,7 @@ from ._protocol import (
     LineDecoder,
     Message,
     Welcome,
+    backoff_delay,
     encode,
     encode_publish,
     hello_fields,
@@ -681,7 +682,7 @@ class Client:
         base, most = self.reconnect_wait
         attempt = 0
         while True:
-            delay = min(most, base * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = backoff_delay(attempt, base, most, random.uniform(0.5, 1.0))
             try:
                 await asyncio.wait_for(self._closed_event.wait(), delay)
                 return None

@@ -30,6 +30,7 @@ from ._protocol import (
     LineDecoder,
     Message,
     Welcome,
+    backoff_delay,
     encode,
     encode_publish,
     hello_fields,
@@ -701,7 +702,7 @@ class Client:
         base, most = self.reconnect_wait
         attempt = 0
         while True:
-            delay = min(most, base * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = backoff_delay(attempt, base, most, random.uniform(0.5, 1.0))
             with self._cond:
                 if self._cond.wait_for(lambda: self._state == "closed", delay):
                     return None
