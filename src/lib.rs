@@ -13,18 +13,34 @@
 //! - [`cli`]: what the `client`, `publisher` and `chat` programs share (flags, output).
 //! - [`stats`]: broker-wide counters.
 //!
+//! # Features
+//! - `broker` (default): `router`, `connection`, `reactor`, `federation`, `broker`,
+//!   `stats` and the `broker` program, with their dependencies (mio, tracing, ...).
+//! - `cli` (default): the module `cli` and the programs `client`, `publisher`, `chat`.
+//!
+//! A program that only talks to a broker depends on
+//! `pubsub = { version = "0.1", default-features = false }` and gets [`protocol`] and
+//! [`client`], built from serde, serde_json, thiserror and memchr alone.
+//!
 //! A frame travels: socket -> read buffer -> `protocol::scan_frame` ->
 //! `protocol::parse_frame` -> reactor command -> `Router::lookup` -> each subscriber's
 //! write queue -> socket. `docs/architecture.md` follows it in detail.
 
+#[cfg(feature = "broker")]
 pub mod broker;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+#[cfg(feature = "broker")]
 pub mod connection;
+#[cfg(feature = "broker")]
 pub mod federation;
 pub mod protocol;
+#[cfg(feature = "broker")]
 mod reactor;
+#[cfg(feature = "broker")]
 pub mod router;
+#[cfg(feature = "broker")]
 pub mod stats;
 
 pub use client::{Client, ClientError, Hello, Message, Welcome};
