@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from conftest import WAIT, Broker, BrokerFactory
@@ -27,6 +27,8 @@ from pubsub_client import (
     UnknownCommand,
 )
 
+E = TypeVar("E", bound=Exception)
+
 
 class Errors:
     """Collects what ``on_error`` reports and lets a test wait for it."""
@@ -40,11 +42,9 @@ class Errors:
             self.seen.append(e)
             self.cond.notify_all()
 
-    def wait(self, cls: type[Exception], timeout: float = WAIT) -> Exception:
+    def wait(self, cls: type[E], timeout: float = WAIT) -> E:
         with self.cond:
-            found = self.cond.wait_for(
-                lambda: any(isinstance(e, cls) for e in self.seen), timeout
-            )
+            found = self.cond.wait_for(lambda: any(isinstance(e, cls) for e in self.seen), timeout)
             assert found, f"no {cls.__name__} reported; got {self.seen}"
             return next(e for e in self.seen if isinstance(e, cls))
 

@@ -21,7 +21,7 @@ asyncio: ``from pubsub_client.aio import connect``.
 - ``__main__``: ``python -m pubsub_client sub|pub|ping``, as the Rust ``client``.
 """
 
-from ._protocol import JSON, Message, Welcome, matches
+from ._protocol import JSON, JSONLike, Message, Welcome, matches
 from .client import Client, Subscription
 from .errors import (
     BadChannel,
@@ -58,6 +58,7 @@ __all__ = [
     "Client",
     "ConnectionLostError",
     "FrameTooLarge",
+    "JSONLike",
     "Limit",
     "LinkRefused",
     "LocalSlowConsumer",

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from . import Client, Message
 from ._protocol import parse_json_text
-from .errors import BrokerError, NotConnectedError
+from .errors import BadChannel, BrokerError, NotConnectedError
 
 #: Where the programs look for a broker unless ``--addr`` says otherwise.
 DEFAULT_ADDR = "127.0.0.1:7400"
@@ -54,6 +54,10 @@ class Failure(Exception):
 def describe(error: BaseException) -> str:
     """An error as a short sentence, as the Rust ``cli::describe``: broker errors as
     ``CODE: text``, OS errors without their errno."""
+    if isinstance(error, BadChannel):
+        # The Rust client checks channels itself and says `bad channel: why`; the
+        # broker's reason is the same text.
+        return f"bad channel: {error.error}"
     if isinstance(error, BrokerError):
         return f"{error.code}: {error.error}" if error.error else error.code
     if isinstance(error, OSError) and error.strerror:

@@ -9,12 +9,14 @@ it is tested without a broker.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "JSON",
+    "JSONLike",
     "LineDecoder",
     "Message",
     "Welcome",
@@ -28,6 +30,12 @@ __all__ = [
 
 #: Any JSON value as Python decodes it.
 JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]  # noqa: UP007 - a runtime alias needs Union for the string forward references
+
+#: What ``publish`` accepts: JSON built from any mappings and sequences (covariant, so
+#: a ``dict[str, str]`` is accepted where ``JSON``'s ``dict[str, JSON]`` would not be).
+JSONLike = Union[  # noqa: UP007 - see JSON
+    None, bool, int, float, str, Sequence["JSONLike"], Mapping[str, "JSONLike"]
+]
 
 #: The broker's default ``--max-frame`` (1 MiB); used until WELCOME tells the real one.
 DEFAULT_MAX_FRAME = 1 << 20
@@ -91,7 +99,7 @@ def encode_publish(channel: str, raw: str, id: int | None) -> bytes:
     return f'{{"command":"PUBLISH","channel":{head},"id":{id},"message":{raw}}}\n'.encode()
 
 
-def raw_json(value: JSON) -> str:
+def raw_json(value: JSONLike) -> str:
     """``value`` as the compact JSON text a PUBLISH carries."""
     return json.dumps(value, separators=_COMPACT, ensure_ascii=False, allow_nan=False)
 

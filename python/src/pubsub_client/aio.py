@@ -27,6 +27,7 @@ from ._protocol import (
     DEFAULT_MAX_FRAME,
     INCOMING_SLACK,
     JSON,
+    JSONLike,
     LineDecoder,
     Message,
     Welcome,
@@ -365,7 +366,7 @@ class Client:
         return sub
 
     async def publish(
-        self, channel: str, message: JSON, ack: bool = True, *, timeout: float | None = None
+        self, channel: str, message: JSONLike, ack: bool = True, *, timeout: float | None = None
     ) -> int | None:
         """Publishes ``message``; see the blocking ``Client.publish``."""
         return await self.publish_raw(channel, raw_json(message), ack, timeout=timeout)

@@ -27,6 +27,7 @@ from ._protocol import (
     DEFAULT_MAX_FRAME,
     INCOMING_SLACK,
     JSON,
+    JSONLike,
     LineDecoder,
     Message,
     Welcome,
@@ -380,7 +381,7 @@ class Client:
         return sub
 
     def publish(
-        self, channel: str, message: JSON, ack: bool = True, *, timeout: float | None = None
+        self, channel: str, message: JSONLike, ack: bool = True, *, timeout: float | None = None
     ) -> int | None:
         """Publishes ``message`` (any JSON value) on ``channel``.
 
