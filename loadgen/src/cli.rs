@@ -55,6 +55,7 @@ impl ScenarioName {
 ///
 /// Examples:
 ///   loadgen --clients 10000
+///   loadgen --clients 100 --target json://127.0.0.1:7400 --token s3cret
 ///   loadgen fanout -n 1000 --payload 16 --target nats://127.0.0.1:4222
 ///   loadgen latency -n 100 --rate 50000 --broker-pid $(pidof broker)
 ///   loadgen conns --clients 19000 --source 127.0.0.2,127.0.0.3 --broker-pid PID
@@ -92,6 +93,11 @@ pub struct Args {
     /// crossed the federation links).
     #[arg(long)]
     pub sub_target: Option<String>,
+
+    /// Token for a pubsub broker started with --token: every json:// connection sends it
+    /// in its HELLO, before anything else (json:// targets only).
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
 
     /// propagation: number of trials (fresh subscriber, fresh channel each).
     #[arg(long, default_value_t = 200)]
@@ -309,5 +315,8 @@ mod tests {
         let a = Args::try_parse_from(["loadgen", "--clients", "10000"]).unwrap();
         assert_eq!(a.scenario(), ScenarioName::Clients);
         assert_eq!(a.clients, Some(10_000));
+        assert_eq!(a.token, None);
+        let a = Args::try_parse_from(["loadgen", "--token", "s3cret"]).unwrap();
+        assert_eq!(a.token.as_deref(), Some("s3cret"));
     }
 }

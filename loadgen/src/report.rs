@@ -276,11 +276,14 @@ impl Record {
         let broker_cpu = self
             .broker_cpu_secs
             .map_or("? (pass --broker-pid)".to_string(), |c| {
+                // Both figures are percent of ONE core; the machine's total is
+                // 100% per core.
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 format!(
-                    "{c:.2} s ({:.0}% of a core); together {:.0}% of {} cores",
+                    "{c:.2} s ({:.0}% of a core); together {:.0}% of a core (all {cores} cores: {}%)",
                     100.0 * c / p.duration.max(1e-9),
                     100.0 * (c + self.loadgen_cpu_secs) / p.duration.max(1e-9),
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                    100 * cores
                 )
             });
         writeln!(

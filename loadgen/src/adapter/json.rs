@@ -5,7 +5,7 @@
 
 use super::{Decoded, Event, FrameError};
 use memchr::memmem::Finder;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// How our broker starts every MESSAGE frame (field order: command, channel, message).
 const MESSAGE_PREFIX: &[u8] = b"{\"command\":\"MESSAGE\",\"channel\":\"";
@@ -19,9 +19,32 @@ static FIND_MESSAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::ne
 
 const NAME: &str = "json";
 
-/// Sent once per connection: names the client and turns echo off.
+/// The HELLO every connection sends: names the client and turns echo off.
+const HELLO: &[u8] = b"{\"command\":\"HELLO\",\"name\":\"loadgen\",\"echo\":false}\n";
+
+/// The HELLO with `--token`, when one was given: set once, before any connection opens.
+static HELLO_WITH_TOKEN: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Makes every connection's HELLO carry `token` (for a broker started with `--token`).
+/// Call before the first connection opens; later calls change nothing.
+pub fn set_token(token: &str) {
+    let _ = HELLO_WITH_TOKEN.set(hello_with_token(token));
+}
+
+fn hello_with_token(token: &str) -> Vec<u8> {
+    let mut line = HELLO.strip_suffix(b"}\n").unwrap_or(HELLO).to_vec();
+    line.extend_from_slice(b",\"token\":");
+    // A string always serialises.
+    line.extend_from_slice(&serde_json::to_vec(token).unwrap_or_default());
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// Sent once per connection, before anything else: names the client, turns echo off,
+/// and carries the `--token` if one was given (a `--token` broker refuses anything else
+/// as the first frame).
 pub fn hello(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"command\":\"HELLO\",\"name\":\"loadgen\",\"echo\":false}\n");
+    out.extend_from_slice(HELLO_WITH_TOKEN.get().map_or(HELLO, Vec::as_slice));
 }
 
 /// `SUBSCRIBE`; the broker answers `SUBSCRIBED`.
@@ -158,6 +181,20 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode(b"not json\n").is_err());
         assert_eq!(decode(b"\n"), Ok(Some((Event::Other, 1))));
+    }
+
+    #[test]
+    fn hello_carries_the_token_escaped() {
+        let line = hello_with_token("s3\"cr\\et");
+        assert_eq!(line.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["command"], "HELLO");
+        assert_eq!(v["echo"], false);
+        assert_eq!(v["token"], "s3\"cr\\et");
+        let mut plain = Vec::new();
+        hello(&mut plain);
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(v.get("token"), None);
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Common {
                 sub_targets[0]
             )));
         }
+        if args.token.is_some() && target.protocol != crate::adapter::Protocol::Json {
+            return Err(ScenarioError::Usage(format!(
+                "--token is for json:// targets (our broker); {target} speaks another protocol"
+            )));
+        }
         if args.payload < stamp::MIN_PAYLOAD {
             return Err(ScenarioError::Usage(format!(
                 "--payload must be at least {} bytes (the stamp takes {})",
@@ -90,6 +95,9 @@ impl Common {
 /// Runs the scenario chosen on the command line (not `relay`).
 pub fn run(args: &Args) -> Result<Record, ScenarioError> {
     let common = Common::from_args(args)?;
+    if let Some(token) = &args.token {
+        crate::adapter::json::set_token(token);
+    }
     let mut record = match args.scenario() {
         ScenarioName::Conns => conns::run(args, &common)?,
         ScenarioName::Propagation => propagation::run(args, &common)?,
