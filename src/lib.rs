@@ -12,6 +12,7 @@
 //! - [`client`]: the blocking client library ([`Client`]).
 //! - [`cli`]: what the `client`, `publisher` and `chat` programs share (flags, output).
 //! - [`stats`]: broker-wide counters.
+//! - [`logsafe`]: escaping peer-supplied text for logs, and rate-limiting warnings.
 //!
 //! # Features
 //! - `broker` (default): `router`, `connection`, `reactor`, `federation`, `broker`,
@@ -35,6 +36,7 @@ pub mod client;
 pub mod connection;
 #[cfg(feature = "broker")]
 pub mod federation;
+pub mod logsafe;
 pub mod protocol;
 #[cfg(feature = "broker")]
 mod reactor;

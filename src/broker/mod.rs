@@ -13,7 +13,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use tracing::{info, warn};
 
-pub use config::Config;
+pub use config::{log_filter, Config, LOG_LEVELS};
 
 use crate::reactor::{Reactor, ReactorError, Settings};
 
@@ -158,13 +158,15 @@ pub fn run(config: Config) -> Result<(), BrokerError> {
         max_connections,
         max_subscriptions: config.max_subscriptions,
         token: config.token.clone(),
+        link_token: config.link_token.clone(),
         verbose: config.verbose,
         upstreams,
         upstream_token: config
             .upstream_token
             .clone()
+            .or_else(|| config.link_token.clone())
             .or_else(|| config.token.clone()),
-        link_backoff_max: Duration::from_millis(config.link_backoff_max_ms.max(1)),
+        link_backoff_max: Duration::from_millis(config.link_backoff_max_ms),
     };
     let mut reactor = Reactor::new(listener, settings)?;
     {

@@ -138,10 +138,15 @@ impl Connection {
         self.subs.iter().position(|s| &*s.pattern == pattern)
     }
 
-    /// A short label for logs: client id, name when known, and peer address.
+    /// A short label for logs: client id, name when known (escaped), and peer address.
     pub fn label(&self) -> String {
         match &self.name {
-            Some(name) => format!("#{} {} ({})", self.client_id, name, self.peer),
+            Some(name) => format!(
+                "#{} {} ({})",
+                self.client_id,
+                crate::logsafe::Escaped(name),
+                self.peer
+            ),
             None => format!("#{} ({})", self.client_id, self.peer),
         }
     }

@@ -21,6 +21,11 @@ pub struct LinkStats {
     pub interest_updates_in: u64,
     /// Times the link was closed as a slow consumer.
     pub slow_consumer: u64,
+    /// Frames refused because their path did not end at the link's peer (or held
+    /// this broker).
+    pub refused_in: u64,
+    /// Messages not sent because they exceed the peer's `max_frame`.
+    pub too_large: u64,
 }
 
 /// What `STATS` shows about a link.
@@ -34,6 +39,8 @@ pub struct LinkInfo {
     pub interest_in: usize,
     /// Interest entries announced to the peer.
     pub interest_out: usize,
+    /// The longest frame the peer accepts (from its link `HELLO` or `WELCOME`).
+    pub max_frame: usize,
     /// Counters.
     #[serde(flatten)]
     pub stats: LinkStats,
@@ -43,6 +50,8 @@ pub struct LinkInfo {
 pub(super) struct Link {
     pub(super) peer: Box<str>,
     outbound: bool,
+    /// The peer's `max_frame`.
+    pub(super) max_frame: usize,
     /// Entries learned from the peer, with the path each travelled (origin first).
     pub(super) learned: FxHashMap<InterestKey, Vec<Box<str>>>,
     /// Number of learned entries per pattern (the router holds the link once per
@@ -54,10 +63,11 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(peer: &str, outbound: bool) -> Link {
+    pub(super) fn new(peer: &str, outbound: bool, max_frame: usize) -> Link {
         Link {
             peer: peer.into(),
             outbound,
+            max_frame,
             learned: FxHashMap::default(),
             patterns: FxHashMap::default(),
             announced: FxHashMap::default(),
@@ -96,6 +106,7 @@ impl Link {
             direction: if self.outbound { "out" } else { "in" },
             interest_in: self.learned.len(),
             interest_out: self.announced.len(),
+            max_frame: self.max_frame,
             stats: self.stats,
         }
     }

@@ -10,15 +10,22 @@
 //! Loop prevention has two layers. Every `INTEREST` and `ROUTE` carries the path of
 //! brokers it crossed, and is never sent to (or accepted by) a broker already on it, so
 //! nothing circulates. Every message carries its origin's sequence number, and a broker
-//! accepts from each origin only numbers above the last it accepted, so a message that
-//! arrives twice over two paths is delivered once.
+//! remembers the fingerprints of recent messages (`dedup`), so a message that arrives
+//! twice over two paths is delivered once.
+//!
+//! Trust: a link speaks only for paths that end at its own peer; a frame whose path
+//! does not is refused ([`PathRefused`]). Who may become a link at all (the link
+//! credential) is decided where `HELLO` is handled.
 
+mod dedup;
 mod links;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 
+use dedup::Recent;
+pub use dedup::DEDUP_WINDOW;
 use links::{InterestKey, Link};
 pub use links::{LinkInfo, LinkStats};
 
@@ -47,6 +54,36 @@ pub enum LinkRefused {
     Duplicate(String),
 }
 
+/// Why a frame from a link was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathRefused {
+    /// The frame did not come from a link that completed its handshake.
+    #[error("not a link")]
+    NotALink,
+    /// The path's last hop is not the link's peer: the peer speaks for someone else.
+    #[error("path ends at '{last}', but the link's peer is '{peer}'")]
+    WrongSender {
+        /// The last name on the path.
+        last: String,
+        /// The link's peer.
+        peer: String,
+    },
+    /// The path already holds this broker: the frame went round a loop.
+    #[error("path already crossed this broker")]
+    Loop,
+}
+
+/// What to do with a `ROUTE` that arrived on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteVerdict {
+    /// New: deliver it locally and forward it.
+    Deliver,
+    /// Already delivered (it came over another path too): drop it.
+    Duplicate,
+    /// Not acceptable from this link.
+    Refused(PathRefused),
+}
+
 /// The federation state of one broker. See the module documentation.
 pub struct Federation {
     me: Box<str>,
@@ -54,8 +91,8 @@ pub struct Federation {
     local: FxHashMap<Box<str>, usize>,
     /// Links that completed their handshake.
     links: FxHashMap<ConnId, Link>,
-    /// Highest sequence number accepted per origin broker.
-    seen: FxHashMap<Box<str>, u64>,
+    /// Fingerprints of recently accepted routed messages.
+    recent: Recent,
     /// Last sequence number given to a message published here.
     seq: u64,
     /// Messages dropped as duplicates.
@@ -74,7 +111,7 @@ impl Federation {
             me: me.into(),
             local: FxHashMap::default(),
             links: FxHashMap::default(),
-            seen: FxHashMap::default(),
+            recent: Recent::new(DEDUP_WINDOW),
             seq: boot,
             duplicates: 0,
         }
@@ -110,33 +147,68 @@ impl Federation {
         self.seq
     }
 
-    /// Whether a routed message is new: its sequence number is above the last one
-    /// accepted from its origin. Records it if so.
-    pub fn accept(&mut self, origin: &str, seq: u64) -> bool {
-        if origin == &*self.me {
-            self.duplicates += 1;
-            return false;
+    /// Checks that link `id` may speak for `path`: the link is up, the path ends at its
+    /// peer, and this broker is not on it yet.
+    pub fn check_path(&self, id: ConnId, path: Path<'_>) -> Result<(), PathRefused> {
+        let link = self.links.get(&id).ok_or(PathRefused::NotALink)?;
+        let last = path.last();
+        if last != &*link.peer {
+            return Err(PathRefused::WrongSender {
+                last: last.to_string(),
+                peer: link.peer.to_string(),
+            });
         }
-        match self.seen.get_mut(origin) {
-            Some(last) if seq <= *last => {
-                self.duplicates += 1;
-                false
+        if path.contains(&self.me) {
+            return Err(PathRefused::Loop);
+        }
+        Ok(())
+    }
+
+    /// Decides what to do with a `ROUTE` received on link `id`, and counts it. A
+    /// message is a duplicate only if the same message (origin, number, channel and
+    /// payload) was accepted recently.
+    pub fn accept_route(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        seq: u64,
+        path: Path<'_>,
+        message: &[u8],
+    ) -> RouteVerdict {
+        if let Err(e) = self.check_path(id, path) {
+            if let Some(link) = self.links.get_mut(&id) {
+                link.stats.refused_in += 1;
             }
-            Some(last) => {
-                *last = seq;
-                true
-            }
-            None => {
-                self.seen.insert(origin.into(), seq);
-                true
-            }
+            return RouteVerdict::Refused(e);
+        }
+        if let Some(link) = self.links.get_mut(&id) {
+            link.stats.routes_in += 1;
+        }
+        if self.recent.insert(path.origin(), seq, channel, message) {
+            RouteVerdict::Deliver
+        } else {
+            self.duplicates += 1;
+            RouteVerdict::Duplicate
         }
     }
 
-    /// Counts a message received on link `id`.
-    pub fn count_in(&mut self, id: ConnId) {
-        if let Some(link) = self.links.get_mut(&id) {
-            link.stats.routes_in += 1;
+    /// The longest frame link `id`'s peer accepts from us (its `max_frame` plus the
+    /// link envelope), or `None` if `id` is not a link.
+    pub fn peer_frame_limit(&self, id: ConnId) -> Option<usize> {
+        self.links
+            .get(&id)
+            .map(|l| l.max_frame.saturating_add(crate::protocol::LINK_ENVELOPE))
+    }
+
+    /// Counts a message not sent on link `id` because its peer's `max_frame` is too
+    /// small for it; returns the link's count so far.
+    pub fn count_too_large(&mut self, id: ConnId) -> u64 {
+        match self.links.get_mut(&id) {
+            Some(link) => {
+                link.stats.too_large += 1;
+                link.stats.too_large
+            }
+            None => 0,
         }
     }
 
@@ -194,13 +266,15 @@ impl Federation {
         self.reconcile(&key)
     }
 
-    /// A link finished its handshake with broker `peer`: record it and announce all of
-    /// this broker's interest on it.
+    /// A link finished its handshake with broker `peer`, which accepts frames of up to
+    /// `max_frame` bytes plus the link envelope: record it and announce all of this
+    /// broker's interest on it.
     pub fn link_up(
         &mut self,
         id: ConnId,
         peer: &str,
         outbound: bool,
+        max_frame: usize,
     ) -> Result<Vec<Effect>, LinkRefused> {
         if peer == &*self.me {
             return Err(LinkRefused::Itself(peer.to_string()));
@@ -208,7 +282,7 @@ impl Federation {
         if self.links.values().any(|l| &*l.peer == peer) {
             return Err(LinkRefused::Duplicate(peer.to_string()));
         }
-        self.links.insert(id, Link::new(peer, outbound));
+        self.links.insert(id, Link::new(peer, outbound, max_frame));
         let mut keys: Vec<InterestKey> = self
             .local
             .keys()
@@ -240,18 +314,20 @@ impl Federation {
         effects
     }
 
-    /// `INTEREST` arrived on link `id`. Returns `None` when the frame is refused (the
-    /// path holds this broker, or the link is unknown).
+    /// `INTEREST` arrived on link `id`. Refused when the link may not speak for the
+    /// path ([`Federation::check_path`]).
     pub fn on_interest(
         &mut self,
         id: ConnId,
         pattern: &str,
         path: Path<'_>,
-    ) -> Option<Vec<Effect>> {
-        if path.contains(&self.me) {
-            return None;
+    ) -> Result<Vec<Effect>, PathRefused> {
+        let checked = self.check_path(id, path);
+        let link = self.links.get_mut(&id).ok_or(PathRefused::NotALink)?;
+        if let Err(e) = checked {
+            link.stats.refused_in += 1;
+            return Err(e);
         }
-        let link = self.links.get_mut(&id)?;
         let key: InterestKey = (path.origin().into(), pattern.into());
         let names: Vec<Box<str>> = path.iter().map(Box::from).collect();
         let mut effects = Vec::new();
@@ -259,7 +335,7 @@ impl Federation {
             effects.push(Effect::Subscribe(id, key.1.clone()));
         }
         effects.extend(self.reconcile(&key));
-        Some(effects)
+        Ok(effects)
     }
 
     /// `NOINTEREST` arrived on link `id`.

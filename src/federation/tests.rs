@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::*;
-use crate::protocol::{parse_frame, Command};
+use crate::protocol::{parse_link_frame, Command, Path};
 
 /// A network of brokers joined by links. Link ids are global: link `l` connects
 /// `ends[l].0` (ConnId l at that broker) with `ends[l].1` (ConnId l at the other).
@@ -63,9 +63,13 @@ impl Net {
         self.ends.push((a, b));
         let name_a = self.fed[a].name().to_string();
         let name_b = self.fed[b].name().to_string();
-        let e = self.fed[a].link_up(id, &name_b, true).expect("link up");
+        let e = self.fed[a]
+            .link_up(id, &name_b, true, 1 << 20)
+            .expect("link up");
         self.apply(a, e);
-        let e = self.fed[b].link_up(id, &name_a, false).expect("link up");
+        let e = self.fed[b]
+            .link_up(id, &name_a, false, 1 << 20)
+            .expect("link up");
         self.apply(b, e);
         id
     }
@@ -87,11 +91,11 @@ impl Net {
             n += 1;
             assert!(n < 10_000, "interest frames do not converge");
             let line = &frame[..frame.len() - 1];
-            let parsed = parse_frame(line).expect("valid link frame");
+            let parsed = parse_link_frame(line).expect("valid link frame");
             let effects = match parsed.command {
                 Command::Interest { channel, path } => self.fed[at]
                     .on_interest(link, &channel, path)
-                    .unwrap_or_default(),
+                    .expect("a path ending at the sender"),
                 Command::NoInterest { channel, origin } => {
                     self.fed[at].on_no_interest(link, &channel, &origin)
                 }
@@ -200,26 +204,78 @@ fn broken_path_falls_back_to_the_other_one() {
 fn refuses_itself_and_duplicates() {
     let mut f = Federation::new("hub");
     assert_eq!(
-        f.link_up(1, "hub", false),
+        f.link_up(1, "hub", false, 1 << 20),
         Err(LinkRefused::Itself("hub".into()))
     );
-    assert!(f.link_up(2, "leaf", false).is_ok());
+    assert!(f.link_up(2, "leaf", false, 1 << 20).is_ok());
     assert_eq!(
-        f.link_up(3, "leaf", false),
+        f.link_up(3, "leaf", false, 1 << 20),
         Err(LinkRefused::Duplicate("leaf".into()))
     );
     f.link_down(2);
-    assert!(f.link_up(3, "leaf", false).is_ok());
+    assert!(f.link_up(3, "leaf", false, 1 << 20).is_ok());
 }
 
 #[test]
-fn sequence_numbers_drop_duplicates() {
+fn duplicates_are_the_same_message_twice() {
     let mut f = Federation::new("me");
-    assert!(f.accept("a", 5));
-    assert!(!f.accept("a", 5));
-    assert!(!f.accept("a", 4));
-    assert!(f.accept("a", 6));
-    assert!(f.accept("b", 1));
-    assert!(!f.accept("me", 100));
-    assert_eq!(f.duplicates(), 3);
+    f.link_up(1, "a", false, 1 << 20).expect("up");
+    f.link_up(2, "b", false, 1 << 20).expect("up");
+    let via_a = Path::parse(r#"["o","a"]"#).expect("path");
+    let via_b = Path::parse(r#"["o","b"]"#).expect("path");
+    assert_eq!(
+        f.accept_route(1, "x", 5, via_a, b"1"),
+        RouteVerdict::Deliver
+    );
+    assert_eq!(
+        f.accept_route(2, "x", 5, via_b, b"1"),
+        RouteVerdict::Duplicate
+    );
+    // A lower number from the same origin is another message (a restarted origin).
+    assert_eq!(
+        f.accept_route(1, "x", 4, via_a, b"1"),
+        RouteVerdict::Deliver
+    );
+    assert_eq!(f.duplicates(), 1);
+}
+
+#[test]
+fn a_link_speaks_only_for_paths_ending_at_its_peer() {
+    let mut f = Federation::new("hub");
+    f.link_up(1, "mallory", false, 1 << 20).expect("up");
+    let forged = Path::parse(r#"["leaf-a"]"#).expect("path");
+    assert!(matches!(
+        f.accept_route(1, "x", u64::MAX, forged, b"1"),
+        RouteVerdict::Refused(PathRefused::WrongSender { .. })
+    ));
+    assert!(f.on_interest(1, "x", forged).is_err());
+    let looped = Path::parse(r#"["hub","mallory"]"#).expect("path");
+    assert_eq!(
+        f.accept_route(1, "x", 1, looped, b"1"),
+        RouteVerdict::Refused(PathRefused::Loop)
+    );
+    assert_eq!(
+        f.accept_route(9, "x", 1, forged, b"1"),
+        RouteVerdict::Refused(PathRefused::NotALink)
+    );
+    assert_eq!(f.link_info()[0].stats.refused_in, 3);
+}
+
+#[test]
+fn a_forged_far_ahead_sequence_does_not_silence_the_origin() {
+    let mut f = Federation::new("hub");
+    f.link_up(1, "mallory", false, 1 << 20).expect("up");
+    f.link_up(2, "leaf-a", false, 1 << 20).expect("up");
+    let forged = Path::parse(r#"["leaf-a","mallory"]"#).expect("path");
+    assert_eq!(
+        f.accept_route(1, "poison", u64::MAX, forged, b"\"forged\""),
+        RouteVerdict::Deliver
+    );
+    let real = Path::parse(r#"["leaf-a"]"#).expect("path");
+    for seq in 1..100 {
+        assert_eq!(
+            f.accept_route(2, "news", seq, real, b"1"),
+            RouteVerdict::Deliver
+        );
+    }
 }

@@ -14,6 +14,12 @@ pub const MAX_NAME_LEN: usize = 64;
 /// misconfiguration (a tree deeper than this is not a plausible deployment).
 pub const MAX_HOPS: usize = 32;
 
+/// Bytes a `ROUTE` may add around what a client published: the command, `seq`, a
+/// `path` of [`MAX_HOPS`] names of [`MAX_NAME_LEN`] bytes, and the field names. A link
+/// accepts frames up to the peer's `max_frame` plus this, so every message a client was
+/// allowed to publish can cross it.
+pub const LINK_ENVELOPE: usize = 256 + MAX_HOPS * (MAX_NAME_LEN + 3);
+
 /// Why a broker name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -70,6 +76,11 @@ impl<'a> Path<'a> {
         }))
     }
 
+    /// The broker that sent the frame (the last name on the path).
+    pub fn last(&self) -> &'a str {
+        self.iter().last().unwrap_or("")
+    }
+
     /// The broker where the message or interest started.
     pub fn origin(&self) -> &'a str {
         self.iter().next().unwrap_or("")
@@ -102,11 +113,13 @@ pub fn write_path_with(out: &mut Vec<u8>, path: impl Iterator<Item = impl AsRef<
     out.push(b']');
 }
 
-/// The `HELLO` a downstream broker sends on a new link.
-pub fn encode_link_hello(out: &mut Vec<u8>, me: &str, token: Option<&str>) {
+/// The `HELLO` a downstream broker sends on a new link: its name, the longest frame it
+/// accepts, and the link credential when it has one.
+pub fn encode_link_hello(out: &mut Vec<u8>, me: &str, max_frame: usize, token: Option<&str>) {
     out.extend_from_slice(b"{\"command\":\"HELLO\",\"name\":");
     write_json_str(out, me);
-    out.extend_from_slice(b",\"echo\":false,\"link\":true");
+    out.extend_from_slice(b",\"echo\":false,\"link\":true,\"max_frame\":");
+    out.extend_from_slice(max_frame.to_string().as_bytes());
     if let Some(token) = token {
         out.extend_from_slice(b",\"token\":");
         write_json_str(out, token);
@@ -181,6 +194,7 @@ mod tests {
         let p = Path::parse(r#"["a", "b:1"]"#).expect("valid");
         assert_eq!(p.iter().collect::<Vec<_>>(), vec!["a", "b:1"]);
         assert_eq!(p.origin(), "a");
+        assert_eq!(p.last(), "b:1");
         assert!(p.contains("b:1") && !p.contains("b"));
         assert_eq!(p.len(), 2);
         assert!(Path::parse("[]").is_none());
@@ -211,9 +225,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["origin"], "x");
         out.clear();
-        encode_link_hello(&mut out, "leaf", Some("t"));
+        encode_link_hello(&mut out, "leaf", 4096, Some("t"));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["link"], true);
+        assert_eq!(v["max_frame"], 4096);
         assert_eq!(v["echo"], false);
     }
 }

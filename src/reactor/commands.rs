@@ -7,9 +7,12 @@
 //! closing is deferred to the end of the turn.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::protocol::Raw;
 use tracing::{info, warn};
+
+use crate::logsafe::escape_bytes;
 
 use super::Reactor;
 use crate::connection::Subscription;
@@ -33,16 +36,19 @@ impl Reactor {
             return; // blank lines are ignored
         }
         self.stats.frames_in += 1;
-        if self.settings.verbose {
-            if let Some(conn) = self.conns.get(id) {
-                info!(conn = %conn.label(), frame = %String::from_utf8_lossy(line), "received");
-            }
-        }
         let Some((authenticated, is_link)) =
             self.conns.get(id).map(|c| (c.authenticated, c.is_link()))
         else {
             return;
         };
+        if self.settings.verbose {
+            if let Some(conn) = self.conns.get(id) {
+                info!(conn = %conn.label(), frame = %escape_bytes(line), "received");
+            }
+        }
+        if is_link {
+            return self.link_line(id, line);
+        }
         let frame = match parse_frame(line) {
             Ok(frame) => frame,
             Err(e) if !authenticated => {
@@ -70,23 +76,6 @@ impl Reactor {
                 self.queue_reply(id);
             }
             Command::Stats => self.stats_reply(id, id_field),
-            Command::Interest { channel, path } if is_link => self.on_interest(id, &channel, path),
-            Command::NoInterest { channel, origin } if is_link => {
-                self.on_no_interest(id, &channel, &origin)
-            }
-            Command::Route {
-                channel,
-                seq,
-                path,
-                message,
-            } if is_link => self.on_route(id, &channel, seq, path, message.get()),
-            Command::Welcome { server } if is_link => self.on_link_welcome(id, &server),
-            Command::Error { code, text } if is_link => {
-                warn!(peer = ?self.conns.get(id).map(|c| c.label()), %code, %text, "link peer sent an error");
-            }
-            _ if is_link => {
-                warn!(line = %String::from_utf8_lossy(line), "ignoring a client command on a federation link");
-            }
             Command::Subscribe { channel } => self.subscribe(id, &channel, id_field),
             Command::Unsubscribe { channel } => self.unsubscribe(id, &channel, id_field),
             Command::Publish {
@@ -104,32 +93,37 @@ impl Reactor {
                     self.queue_reply(id);
                 }
             }
+            // `parse_frame` refuses broker-only commands from clients.
             Command::Interest { .. }
             | Command::NoInterest { .. }
             | Command::Route { .. }
             | Command::Welcome { .. }
-            | Command::Error { .. } => {
-                // Broker-only frames are not part of the client protocol.
-                let name = String::from_utf8_lossy(line);
-                let shown = parse_command_name(&name);
-                self.send_error(
-                    id,
-                    ErrorCode::UnknownCommand,
-                    &format!("unknown command '{shown}'"),
-                    id_field,
-                );
-            }
+            | Command::Error { .. } => {}
         }
     }
 
+    /// `HELLO`: checks the credential, then sets the client's options or turns the
+    /// connection into a link. A link `HELLO` must carry the link credential
+    /// (`--link-token`, else `--token`) when the broker has one. On a connection that
+    /// already authenticated, a client `HELLO` without a token only changes `name` and
+    /// `echo`; a wrong token is refused and closes the connection.
     fn hello(&mut self, id: ConnId, hello: Hello<'_>, id_field: Option<Raw<'_>>) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if let Some(expected) = &self.settings.token {
-            let ok = hello.token.as_deref() == Some(expected.as_str());
-            if !ok {
-                warn!(conn = %conn.label(), "authentication failed");
+        let expected = match hello.link {
+            true => self
+                .settings
+                .link_token
+                .as_ref()
+                .or(self.settings.token.as_ref()),
+            false => self.settings.token.as_ref(),
+        };
+        if let Some(expected) = expected {
+            let given = hello.token.as_deref();
+            let renewing = conn.authenticated && !hello.link && given.is_none();
+            if !renewing && given != Some(expected.as_str()) {
+                warn!(conn = %conn.label(), link = hello.link, "authentication failed");
                 return self.fatal_error(
                     id,
                     ErrorCode::Unauthorized,
@@ -138,13 +132,18 @@ impl Reactor {
                 );
             }
         }
+        if let Some(name) = &hello.name {
+            if let Err(text) = check_client_name(name) {
+                return self.send_error(id, ErrorCode::BadField, text, id_field);
+            }
+        }
         conn.authenticated = true;
         if hello.link {
             return self.accept_link(id, &hello, id_field);
         }
         conn.echo = hello.echo;
         if let Some(name) = hello.name {
-            conn.name = Some(name.chars().take(128).collect::<String>().into_boxed_str());
+            conn.name = Some(name.into_owned().into_boxed_str());
         }
         tracing::debug!(conn = %conn.label(), echo = conn.echo, "hello");
         self.welcome(id, id_field);
@@ -267,6 +266,21 @@ impl Reactor {
                     );
                     (self.route.len() >= SHARE_THRESHOLD).then(|| Rc::from(&self.route[..]))
                 });
+                let limit = self.fed.peer_frame_limit(cid).unwrap_or(usize::MAX);
+                if self.route.len() - 1 > limit {
+                    let count = self.fed.count_too_large(cid);
+                    if let Some(held) = self.too_large_log.allow(Instant::now()) {
+                        warn!(
+                            link = %conn.label(),
+                            bytes = self.route.len() - 1,
+                            limit,
+                            not_sent_so_far = count,
+                            held_back = held,
+                            "a message is larger than the link's peer accepts (its --max-frame is smaller); not sent on that link"
+                        );
+                    }
+                    continue;
+                }
                 self.fed.count_out(cid);
                 (&self.route, shared)
             } else {
@@ -326,7 +340,7 @@ impl Reactor {
     }
 
     /// Queues `self.reply` to `id`.
-    fn queue_reply(&mut self, id: ConnId) {
+    pub(super) fn queue_reply(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id) {
             conn.out.push(&mut self.pool, &self.reply);
             if conn.out.pending() > self.settings.max_pending {
@@ -375,24 +389,24 @@ impl Reactor {
     }
 }
 
-/// The `command` value of a frame known to be valid, for error texts.
-fn parse_command_name(line: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| {
-            v.get("command")
-                .and_then(|c| c.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
-        .chars()
-        .take(64)
-        .collect()
+/// Longest client name accepted in `HELLO`, in bytes.
+pub(super) const MAX_CLIENT_NAME: usize = 128;
+
+/// Checks a client's `HELLO` name: at most [`MAX_CLIENT_NAME`] bytes, no control
+/// characters (a name is shown in logs).
+fn check_client_name(name: &str) -> Result<(), &'static str> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err("field 'name' must be at most 128 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("field 'name' must not hold control characters");
+    }
+    Ok(())
 }
 
 impl Reactor {
     /// Replies to `STATS` with the broker's counters, the router's and each link's.
-    fn stats_reply(&mut self, id: ConnId, id_field: Option<Raw<'_>>) {
+    pub(super) fn stats_reply(&mut self, id: ConnId, id_field: Option<Raw<'_>>) {
         let r = self.router.stats();
         let errors: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
             .iter()

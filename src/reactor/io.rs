@@ -12,7 +12,7 @@ use tracing::debug;
 
 use super::{Reactor, READ_BUDGET, READ_CHUNK, WRITE_BUDGET};
 use crate::connection::Phase;
-use crate::protocol::{scan_frame, ErrorCode, Scan};
+use crate::protocol::{scan_frame, ErrorCode, Scan, LINK_ENVELOPE};
 use crate::router::ConnId;
 
 /// What a read attempt found.
@@ -130,8 +130,9 @@ impl Reactor {
     /// Stops early when the connection stops taking input (an error closed it).
     fn handle_bytes(&mut self, id: ConnId, data: &[u8]) -> usize {
         let mut pos = 0;
+        let limit = self.frame_limit(id);
         while pos < data.len() {
-            match scan_frame(&data[pos..], self.settings.max_frame) {
+            match scan_frame(&data[pos..], limit) {
                 Scan::Frame { line, consumed } => {
                     self.handle_line(id, &data[pos + line.0..pos + line.1]);
                     pos += consumed;
@@ -144,7 +145,7 @@ impl Reactor {
                     self.fatal_error(
                         id,
                         ErrorCode::FrameTooLarge,
-                        &format!("frame exceeds {} bytes", self.settings.max_frame),
+                        &format!("frame exceeds {limit} bytes"),
                         None,
                     );
                     return data.len();
@@ -152,6 +153,16 @@ impl Reactor {
             }
         }
         pos
+    }
+
+    /// The longest frame connection `id` may send: `--max-frame`, plus the link
+    /// envelope on a federation link (a `ROUTE` wraps a message a client was allowed to
+    /// publish). A link whose role is set keeps this limit for its whole life.
+    fn frame_limit(&self, id: ConnId) -> usize {
+        match self.conns.get(id) {
+            Some(c) if c.is_link() => self.settings.max_frame + LINK_ENVELOPE,
+            _ => self.settings.max_frame,
+        }
     }
 
     /// The peer half-closed: handle a final unterminated frame, then close once every

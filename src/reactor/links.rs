@@ -16,8 +16,11 @@ use tracing::{debug, info, warn};
 use super::Reactor;
 use crate::connection::Role;
 use crate::federation::Effect;
+use crate::federation::RouteVerdict;
+use crate::logsafe::{escape_bytes, Escaped};
 use crate::protocol::{
-    encode_link_hello, validate_name, validate_pattern, validate_publish, ErrorCode, Hello, Path,
+    encode_link_hello, parse_link_frame, validate_name, validate_pattern, validate_publish,
+    Command, ErrorCode, Hello, Path,
 };
 use crate::router::ConnId;
 
@@ -38,6 +41,41 @@ pub(super) struct Upstream {
 }
 
 impl Reactor {
+    /// Handles one frame from a federation link: the broker-only frames, `PING` and
+    /// `STATS`; client commands are ignored (and logged).
+    pub(super) fn link_line(&mut self, id: ConnId, line: &[u8]) {
+        let frame = match parse_link_frame(line) {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(link = ?self.conns.get(id).map(|c| c.label()), code = %e.code, error = %e.message, "ignoring a malformed frame from a federation link");
+                return;
+            }
+        };
+        match frame.command {
+            Command::Ping => {
+                self.reply.clear();
+                crate::protocol::encode_pong(&mut self.reply, frame.id);
+                self.queue_reply(id);
+            }
+            Command::Stats => self.stats_reply(id, frame.id),
+            Command::Interest { channel, path } => self.on_interest(id, &channel, path),
+            Command::NoInterest { channel, origin } => self.on_no_interest(id, &channel, &origin),
+            Command::Route {
+                channel,
+                seq,
+                path,
+                message,
+            } => self.on_route(id, &channel, seq, path, message.get()),
+            Command::Welcome { server, max_frame } => self.on_link_welcome(id, &server, max_frame),
+            Command::Error { code, text } => {
+                warn!(peer = ?self.conns.get(id).map(|c| c.label()), code = %Escaped(&code), text = %Escaped(&text), "link peer sent an error");
+            }
+            _ => {
+                warn!(line = %escape_bytes(line), "ignoring a client command on a federation link");
+            }
+        }
+    }
+
     /// Dials every upstream; called once at start.
     pub(super) fn start_links(&mut self) {
         for idx in 0..self.upstreams.len() {
@@ -64,6 +102,7 @@ impl Reactor {
         encode_link_hello(
             &mut hello,
             self.fed.name(),
+            self.settings.max_frame,
             self.settings.upstream_token.as_deref(),
         );
         let id = self.insert_connection(stream, addr, true, |conn| {
@@ -165,7 +204,8 @@ impl Reactor {
             );
         }
         let peer_addr = conn.peer;
-        match self.fed.link_up(id, name, false) {
+        let max_frame = peer_max_frame(hello.max_frame, self.settings.max_frame);
+        match self.fed.link_up(id, name, false, max_frame) {
             Err(e) => {
                 warn!(peer = name, addr = %peer_addr, "refusing link: {e}");
                 self.fatal_error(id, ErrorCode::LinkRefused, &e.to_string(), id_field);
@@ -184,7 +224,7 @@ impl Reactor {
     }
 
     /// `WELCOME` on a link we dialled: the upstream accepted us.
-    pub(super) fn on_link_welcome(&mut self, id: ConnId, server: &str) {
+    pub(super) fn on_link_welcome(&mut self, id: ConnId, server: &str, max_frame: Option<u64>) {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
@@ -201,13 +241,14 @@ impl Reactor {
         let refused = validate_name(server)
             .map_err(|e| format!("upstream has an invalid name: {e}"))
             .and_then(|_| {
+                let max_frame = peer_max_frame(max_frame, self.settings.max_frame);
                 self.fed
-                    .link_up(id, server, true)
+                    .link_up(id, server, true, max_frame)
                     .map_err(|e| e.to_string())
             });
         match refused {
             Err(reason) => {
-                warn!(upstream = %addr, peer = server, "refusing link: {reason}");
+                warn!(upstream = %addr, peer = %Escaped(server), "refusing link: {}", Escaped(&reason));
                 self.begin_close(id, false);
             }
             Ok(effects) => {
@@ -259,15 +300,12 @@ impl Reactor {
     /// `INTEREST` from a link.
     pub(super) fn on_interest(&mut self, id: ConnId, pattern: &str, path: Path<'_>) {
         if validate_pattern(pattern).is_err() {
-            warn!(pattern, "ignoring INTEREST with an invalid pattern");
+            warn!(pattern = %Escaped(pattern), "ignoring INTEREST with an invalid pattern");
             return;
         }
         match self.fed.on_interest(id, pattern, path) {
-            Some(effects) => self.apply_effects(effects),
-            None => debug!(
-                pattern,
-                "ignoring INTEREST that crossed this broker already"
-            ),
+            Ok(effects) => self.apply_effects(effects),
+            Err(e) => self.refused_from_link(id, "INTEREST", &e),
         }
     }
 
@@ -277,7 +315,8 @@ impl Reactor {
         self.apply_effects(effects);
     }
 
-    /// `ROUTE` from a link: drop duplicates, deliver locally, forward on.
+    /// `ROUTE` from a link: refuse what the link may not say, drop duplicates, deliver
+    /// locally, forward on.
     pub(super) fn on_route(
         &mut self,
         id: ConnId,
@@ -286,14 +325,37 @@ impl Reactor {
         path: Path<'_>,
         message: &str,
     ) {
-        self.fed.count_in(id);
         if validate_publish(channel).is_err() {
-            warn!(channel, "ignoring ROUTE with an invalid channel");
+            warn!(channel = %Escaped(channel), "ignoring ROUTE with an invalid channel");
             return;
         }
-        if path.contains(self.fed.name()) || !self.fed.accept(path.origin(), seq) {
-            return;
+        match self
+            .fed
+            .accept_route(id, channel, seq, path, message.as_bytes())
+        {
+            RouteVerdict::Deliver => {
+                self.fan_out(None, channel, message, Some((seq, path)));
+            }
+            RouteVerdict::Duplicate => {}
+            RouteVerdict::Refused(e) => self.refused_from_link(id, "ROUTE", &e),
         }
-        self.fan_out(None, channel, message, Some((seq, path)));
     }
+
+    /// Logs (rate-limited) a frame refused from a link; a path that only went round a
+    /// loop is normal in a cyclic topology and is not logged.
+    fn refused_from_link(&mut self, id: ConnId, what: &str, e: &crate::federation::PathRefused) {
+        if matches!(e, crate::federation::PathRefused::Loop) {
+            return;
+        }
+        if let Some(held) = self.refused_log.allow(Instant::now()) {
+            let link = self.conns.get(id).map(|c| c.label());
+            warn!(link = ?link, held_back = held, "refusing {what} from a federation link: {e}");
+        }
+    }
+}
+
+/// The `max_frame` a peer announced, or ours when it did not say (a broker of an
+/// earlier version runs with the same default).
+fn peer_max_frame(announced: Option<u64>, ours: usize) -> usize {
+    announced.map_or(ours, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }

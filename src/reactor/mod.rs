@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::connection::{ChunkPool, Connection, Phase, Role};
 use crate::federation::Federation;
+use crate::logsafe::Throttle;
 use crate::router::{ConnId, Router};
 use crate::stats::Stats;
 use links::Upstream;
@@ -48,6 +49,8 @@ const EVENTS_CAPACITY: usize = 1024;
 /// How long a connection being closed may take to flush its last output and see the
 /// peer's EOF.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Shortest interval between two rate-limited warnings of one kind.
+const LOG_EVERY: Duration = Duration::from_secs(1);
 /// How long a graceful shutdown may spend flushing queued output.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -107,6 +110,10 @@ pub struct Reactor {
     fd_warned_at: Option<Instant>,
     /// Set once a shutdown signal arrived: the time to give up flushing.
     shutdown_deadline: Option<Instant>,
+    /// Rate limit of the warning about messages too large for a link's peer.
+    too_large_log: Throttle,
+    /// Rate limit of the warning about frames refused from links.
+    refused_log: Throttle,
 }
 
 impl Reactor {
@@ -155,6 +162,8 @@ impl Reactor {
             accept_paused_until: None,
             fd_warned_at: None,
             shutdown_deadline: None,
+            too_large_log: Throttle::new(LOG_EVERY),
+            refused_log: Throttle::new(LOG_EVERY),
         })
     }
 

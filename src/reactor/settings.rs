@@ -20,6 +20,8 @@ pub struct Settings {
     pub max_subscriptions: usize,
     /// Token every connection must present in `HELLO`, if set.
     pub token: Option<String>,
+    /// Credential a broker must present to open a link, if set (else `token`).
+    pub link_token: Option<String>,
     /// Log every frame received.
     pub verbose: bool,
     /// Brokers to open federation links to.

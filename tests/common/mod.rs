@@ -19,6 +19,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+pub mod node;
+
 use serde_json::value::RawValue;
 use serde_json::Value;
 

@@ -63,6 +63,9 @@ pub struct Hello<'a> {
     pub token: Option<Cow<'a, str>>,
     /// Set by a broker opening a federation link (broker-only field).
     pub link: bool,
+    /// On a link `HELLO`: the longest frame the dialling broker accepts (broker-only
+    /// field; `None` from a broker that does not say).
+    pub max_frame: Option<u64>,
 }
 
 /// A client command. Channel names are unescaped but not yet validated.
@@ -122,6 +125,8 @@ pub enum Command<'a> {
     Welcome {
         /// The upstream broker's name.
         server: Cow<'a, str>,
+        /// The longest frame the upstream accepts, when it says.
+        max_frame: Option<u64>,
     },
     /// Broker-only: an `ERROR` received on a link.
     Error {
@@ -174,6 +179,7 @@ struct RawFields<'a> {
     server: Option<Raw<'a>>,
     code: Option<Raw<'a>>,
     error: Option<Raw<'a>>,
+    max_frame: Option<Raw<'a>>,
 }
 
 impl<'a> RawFields<'a> {
@@ -195,6 +201,7 @@ impl<'a> RawFields<'a> {
             "server" => &mut self.server,
             "code" => &mut self.code,
             "error" => &mut self.error,
+            "max_frame" => &mut self.max_frame,
             _ => return None,
         })
     }
@@ -346,16 +353,48 @@ fn optional_bool<'a>(
     }
 }
 
-/// Parses one frame (a line without its `\n`). The whole line must be one JSON object,
-/// optionally surrounded by whitespace.
+/// An optional unsigned integer field: absent or `null` is `None`.
+fn optional_uint<'a>(
+    raw: Option<Raw<'a>>,
+    field: &'static str,
+    id: Option<Raw<'a>>,
+) -> Result<Option<u64>, FrameError<'a>> {
+    match raw {
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => v.get().parse::<u64>().map(Some).map_err(|_| {
+            FrameError::new(
+                ErrorCode::BadField,
+                format!("field '{field}' must be an unsigned integer"),
+                id,
+            )
+        }),
+    }
+}
+
+/// Parses one frame (a line without its `\n`) from a client. The whole line must be
+/// one JSON object, optionally surrounded by whitespace. Broker-only commands (`ROUTE`,
+/// `INTEREST`, `NOINTEREST`, `WELCOME`, `ERROR`) are `unknown_command` here, whatever
+/// their fields: a client is never told about the link protocol.
 pub fn parse_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
+    parse_with(line, false)
+}
+
+/// Parses one frame received on a federation link: the client commands plus the
+/// broker-only ones.
+pub fn parse_link_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
+    parse_with(line, true)
+}
+
+#[inline]
+fn parse_with(line: &[u8], link: bool) -> Result<Frame<'_>, FrameError<'_>> {
     let text = std::str::from_utf8(line)
         .map_err(|_| FrameError::new(ErrorCode::BadJson, "frame is not valid UTF-8", None))?;
     let mut fields = RawFields::default();
     if !fields.scan(text) {
         fields = slow_fields(text)?;
     }
-    interpret(&fields)
+    interpret(&fields, link)
 }
 
 /// Parses with serde_json; used when the scanner gave up, and to name the error.
@@ -375,7 +414,7 @@ fn slow_fields(text: &str) -> Result<RawFields<'_>, FrameError<'_>> {
 
 /// Turns the known fields into a command, checking their types.
 #[inline]
-fn interpret<'a>(fields: &RawFields<'a>) -> Result<Frame<'a>, FrameError<'a>> {
+fn interpret<'a>(fields: &RawFields<'a>, link: bool) -> Result<Frame<'a>, FrameError<'a>> {
     let id = fields.id;
     let name = match fields.command.and_then(raw_str) {
         Some(name) => name,
@@ -411,12 +450,24 @@ fn interpret<'a>(fields: &RawFields<'a>) -> Result<Frame<'a>, FrameError<'a>> {
     } else if name.eq_ignore_ascii_case("STATS") {
         Command::Stats
     } else if name.eq_ignore_ascii_case("HELLO") {
+        let is_link = optional_bool(fields.link, "link", false, id)?;
         Command::Hello(Hello {
             name: optional_str(fields.name, "name", id)?,
             echo: optional_bool(fields.echo, "echo", true, id)?,
             token: optional_str(fields.token, "token", id)?,
-            link: optional_bool(fields.link, "link", false, id)?,
+            link: is_link,
+            max_frame: match is_link {
+                true => optional_uint(fields.max_frame, "max_frame", id)?,
+                false => None,
+            },
         })
+    } else if !link {
+        let shown: String = name.chars().take(64).collect();
+        return Err(FrameError::new(
+            ErrorCode::UnknownCommand,
+            format!("unknown command '{shown}'"),
+            id,
+        ));
     } else if name.eq_ignore_ascii_case("ROUTE") {
         let bad = |what: &'static str| FrameError::new(ErrorCode::BadField, what, id);
         Command::Route {
@@ -455,6 +506,7 @@ fn interpret<'a>(fields: &RawFields<'a>) -> Result<Frame<'a>, FrameError<'a>> {
     } else if name.eq_ignore_ascii_case("WELCOME") {
         Command::Welcome {
             server: required_str(fields.server, "server", id)?,
+            max_frame: optional_uint(fields.max_frame, "max_frame", id)?,
         }
     } else if name.eq_ignore_ascii_case("ERROR") {
         Command::Error {
@@ -473,126 +525,4 @@ fn interpret<'a>(fields: &RawFields<'a>) -> Result<Frame<'a>, FrameError<'a>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(line: &str) -> ErrorCode {
-        parse_frame(line.as_bytes()).expect_err(line).code
-    }
-
-    #[test]
-    fn publish_keeps_message_text_exactly() {
-        let line = r#"{"command":"publish","channel":"a.b","message":{"n":123456789012345678901234567890,"f":1.0,"s":"\u00e9\n\"q\""},"id":null}"#;
-        let f = parse_frame(line.as_bytes()).expect("valid");
-        assert_eq!(f.id.map(|r| r.get()), Some("null"));
-        match f.command {
-            Command::Publish {
-                channel,
-                message,
-                ack,
-            } => {
-                assert_eq!(channel, "a.b");
-                assert!(matches!(channel, Cow::Borrowed(_)));
-                assert_eq!(
-                    message.get(),
-                    r#"{"n":123456789012345678901234567890,"f":1.0,"s":"\u00e9\n\"q\""}"#
-                );
-                assert!(ack);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn whitespace_around_object_and_values_is_fine() {
-        let f = parse_frame(b"  { \"command\" : \"PING\" , \"id\" : 7 }  ").expect("valid");
-        assert!(matches!(f.command, Command::Ping));
-        assert_eq!(f.id.map(|r| r.get()), Some("7"));
-    }
-
-    #[test]
-    fn escaped_strings_are_unescaped() {
-        let f = parse_frame(br#"{"command":"SUB\u0053CRIBE","channel":"a\u002eb"}"#).expect("ok");
-        match f.command {
-            Command::Subscribe { channel } => assert_eq!(channel, "a.b"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn error_codes_for_bad_input() {
-        assert_eq!(code("not json"), ErrorCode::BadJson);
-        assert_eq!(code(r#"{"command":"PING"} x"#), ErrorCode::BadJson);
-        assert_eq!(code(r#"{"command":"PING"}{}"#), ErrorCode::BadJson);
-        assert_eq!(
-            code(r#"{"command":"PUBLISH","channel":"a","message":NaN}"#),
-            ErrorCode::BadJson
-        );
-        assert_eq!(
-            code(r#"{"command":"PUBLISH","channel":"a","message":Infinity}"#),
-            ErrorCode::BadJson
-        );
-        assert_eq!(code("{\"command\":\"PING\"} // c"), ErrorCode::BadJson);
-        assert_eq!(code("{\"command\":\"PI\tNG\"}"), ErrorCode::BadJson);
-        assert_eq!(code("{\"command\":\"PING\""), ErrorCode::BadJson);
-        assert_eq!(
-            parse_frame(b"{\"command\":\"PING\",\"x\":\"\xff\"}")
-                .unwrap_err()
-                .code,
-            ErrorCode::BadJson
-        );
-        assert_eq!(code("[1,2]"), ErrorCode::BadFrame);
-        assert_eq!(code("\"PING\""), ErrorCode::BadFrame);
-        assert_eq!(code("42"), ErrorCode::BadFrame);
-        assert_eq!(code("{}"), ErrorCode::BadFrame);
-        assert_eq!(code(r#"{"command":1}"#), ErrorCode::BadFrame);
-        assert_eq!(code(r#"{"command":"FLY"}"#), ErrorCode::UnknownCommand);
-        assert_eq!(code(r#"{"command":"SUBSCRIBE"}"#), ErrorCode::BadField);
-        assert_eq!(
-            code(r#"{"command":"SUBSCRIBE","channel":5}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"command":"PUBLISH","channel":"a"}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"command":"PUBLISH","channel":"a","message":1,"ack":"yes"}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(code(r#"{"command":"HELLO","echo":1}"#), ErrorCode::BadField);
-    }
-
-    #[test]
-    fn errors_carry_the_id_when_readable() {
-        let e = parse_frame(br#"{"command":"FLY","id":{"k":[1]}}"#).unwrap_err();
-        assert_eq!(e.id.map(|r| r.get()), Some(r#"{"k":[1]}"#));
-        let e = parse_frame(br#"{"id":"x"}"#).unwrap_err();
-        assert_eq!(e.id.map(|r| r.get()), Some(r#""x""#));
-    }
-
-    #[test]
-    fn unknown_fields_are_ignored_and_last_duplicate_wins() {
-        let f = parse_frame(br#"{"command":"PUBLISH","extra":[1,{"a":null}],"channel":"x","channel":"y","message":2,"ack":false}"#)
-            .expect("valid");
-        match f.command {
-            Command::Publish { channel, ack, .. } => {
-                assert_eq!(channel, "y");
-                assert!(!ack);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn hello_defaults() {
-        let f = parse_frame(br#"{"command":"hello"}"#).expect("valid");
-        match f.command {
-            Command::Hello(h) => {
-                assert!(h.echo);
-                assert!(h.name.is_none() && h.token.is_none());
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;
