@@ -8,6 +8,7 @@ it is tested without a broker.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ INCOMING_SLACK = 4096
 
 _COMPACT = (",", ":")
 _decoder = json.JSONDecoder()
+# Built once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=_COMPACT, ensure_ascii=False, allow_nan=False).encode
 _MESSAGE_PREFIX = '{"command":"MESSAGE","channel":'
 _MESSAGE_FIELD = ',"message":'
 
@@ -86,22 +89,27 @@ def encode(fields: dict[str, Any]) -> bytes:
     Raises ``ValueError`` for NaN or infinities (the broker refuses them) and
     ``TypeError`` for values JSON cannot hold.
     """
-    text = json.dumps(fields, separators=_COMPACT, ensure_ascii=False, allow_nan=False)
-    return text.encode() + b"\n"
+    return _encode(fields).encode() + b"\n"
 
 
 def encode_publish(channel: str, raw: str, id: int | None) -> bytes:
     """A PUBLISH frame around ``raw``, JSON text sent exactly as given; ``id`` None
     means ``ack: false`` (no reply)."""
-    head = json.dumps(channel, ensure_ascii=False)
+    head = _channel_json(channel)
     if id is None:
         return f'{{"command":"PUBLISH","channel":{head},"ack":false,"message":{raw}}}\n'.encode()
     return f'{{"command":"PUBLISH","channel":{head},"id":{id},"message":{raw}}}\n'.encode()
 
 
+@functools.lru_cache(maxsize=1024)
+def _channel_json(channel: str) -> str:
+    # Publishers use few channels, many times each.
+    return _encode(channel)
+
+
 def raw_json(value: JSONLike) -> str:
     """``value`` as the compact JSON text a PUBLISH carries."""
-    return json.dumps(value, separators=_COMPACT, ensure_ascii=False, allow_nan=False)
+    return _encode(value)
 
 
 def parse_json_text(text: str) -> str:

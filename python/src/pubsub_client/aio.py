@@ -287,6 +287,9 @@ class Client:
         self._sub_lock = asyncio.Lock()
         self._close_reason: BrokerError | None = None
         self._decoder = LineDecoder()
+        # Frames queued for the writer (see _send).
+        self._out = bytearray()
+        self._flush_handle: asyncio.Handle | None = None
         # Async callbacks in flight (kept so the loop does not collect them early).
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -369,19 +372,23 @@ class Client:
         self, channel: str, message: JSONLike, ack: bool = True, *, timeout: float | None = None
     ) -> int | None:
         """Publishes ``message``; see the blocking ``Client.publish``."""
-        return await self.publish_raw(channel, raw_json(message), ack, timeout=timeout)
+        return await self._publish(channel, raw_json(message), ack, timeout)
 
     async def publish_raw(
         self, channel: str, json_text: str, ack: bool = True, *, timeout: float | None = None
     ) -> int | None:
         """Publishes JSON text exactly as written; raises ``ValueError`` if not JSON."""
-        raw = parse_json_text(json_text)
+        return await self._publish(channel, parse_json_text(json_text), ack, timeout)
+
+    async def _publish(
+        self, channel: str, raw: str, ack: bool, timeout: float | None
+    ) -> int | None:
         deadline = self._deadline(timeout)
         if not ack:
             line = encode_publish(channel, raw, None)
             self._check_size(line)
             writer = await self._wait_connected(deadline)
-            await self._send(writer, line)
+            await self._send(writer, line, urgent=False)
             return None
         reply = await self._call_line(lambda id: encode_publish(channel, raw, id), deadline)
         receivers = reply.get("receivers")
@@ -486,15 +493,35 @@ class Client:
         finally:
             self._pending.pop(id, None)
 
-    async def _send(self, writer: asyncio.StreamWriter, line: bytes) -> None:
-        if writer.is_closing():
+    async def _send(
+        self, writer: asyncio.StreamWriter, line: bytes, *, urgent: bool = True
+    ) -> None:
+        """Queues ``line``. Urgent lines (requests) are written at once with whatever
+        is queued before them; ``ack=False`` publishes are written together once the
+        loop gets to it, or when READ_SIZE bytes have piled up, so a loop of them costs
+        one system call per batch."""
+        if writer.is_closing() or writer is not self._writer:
             raise ConnectionLostError("connection lost")
+        self._out += line
+        if not urgent and len(self._out) < READ_SIZE:
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            return
+        self._flush()
         try:
-            writer.write(line)
             if writer.transport.get_write_buffer_size() > READ_SIZE:
                 await writer.drain()
         except (OSError, RuntimeError) as e:
             raise ConnectionLostError(f"connection lost while sending: {e}") from e
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        writer = self._writer
+        if self._out and writer is not None and not writer.is_closing():
+            writer.write(bytes(self._out))
+        self._out.clear()
 
     def _report(self, error: Exception) -> None:
         if self.on_error is None:
@@ -655,6 +682,7 @@ class Client:
                 self._state = "reconnecting"
                 self._connected.clear()
             writer.close()
+            self._flush()  # drops what was queued for the lost connection
             lost = list(self._pending.values())
             self._pending.clear()
             for future in lost:

@@ -78,6 +78,11 @@ DEFAULT_RECONNECT_WAIT = (0.1, 5.0)
 #: Bytes asked of each ``recv``: a few hundred small messages per system call.
 READ_SIZE = 64 * 1024
 
+#: Frames written but not yet handed to the socket before a publisher has to wait
+#: (1 MiB): enough to batch thousands of small ``ack=False`` publishes per system call,
+#: and a bound on what a broker that stopped reading can make us hold.
+MAX_UNSENT = 1 << 20
+
 Callback = Callable[[Message], object]
 ErrorCallback = Callable[[Exception], object]
 
@@ -236,7 +241,17 @@ class Client:
         self.welcome: Welcome | None = None
         self._token = token
         self._cond = threading.Condition()
-        self._wlock = threading.Lock()
+        # The write side: frames queue in `_out` and go out in batches, written by the
+        # calling thread when nothing is being written (requests, for low latency) or
+        # by the flusher thread (`ack=False` publishes, so a loop of them costs one
+        # system call per batch, not per message). `_writing` marks the one thread
+        # in `sendall`; `_out_sock` is the socket the queued bytes are for.
+        self._wcond = threading.Condition(threading.Lock())
+        self._out = bytearray()
+        self._out_sock: socket.socket | None = None
+        self._writing = False
+        self._stopping = False
+        self._flusher: threading.Thread | None = None
         self._sub_lock = threading.RLock()
         self._state = "connecting"  # connecting, connected, reconnecting, closed
         self._sock: socket.socket | None = None
@@ -296,6 +311,10 @@ class Client:
             target=client._run, args=(sock, decoder), name="pubsub-client-reader", daemon=True
         )
         client._reader.start()
+        client._flusher = threading.Thread(
+            target=client._flush_loop, name="pubsub-client-writer", daemon=True
+        )
+        client._flusher.start()
         return client
 
     def __enter__(self) -> Client:
@@ -338,10 +357,14 @@ class Client:
             self._cond.notify_all()
         if sock is not None:
             _shutdown(sock)
-        reader = self._reader
-        if reader is not None and reader is not threading.current_thread():
-            reader.join(timeout=self.timeout)
+        with self._wcond:
+            self._stopping = True
+            self._wcond.notify_all()
+        for thread in (self._reader, self._flusher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=self.timeout)
         self._reader = None
+        self._flusher = None
         self._finish(NotConnectedError("client closed"))
 
     # ---------------------------------------------------------------- commands
@@ -390,19 +413,21 @@ class Client:
         broker-side error is only reported to ``on_error``. While disconnected it waits
         up to ``timeout`` for the reconnect, then raises :class:`NotConnectedError`.
         """
-        return self.publish_raw(channel, raw_json(message), ack, timeout=timeout)
+        return self._publish(channel, raw_json(message), ack, timeout)
 
     def publish_raw(
         self, channel: str, json_text: str, ack: bool = True, *, timeout: float | None = None
     ) -> int | None:
         """:meth:`publish` with the message given as JSON text, sent exactly as
         written (``"1.0"`` stays ``1.0``). Raises ``ValueError`` if it is not JSON."""
-        raw = parse_json_text(json_text)
+        return self._publish(channel, parse_json_text(json_text), ack, timeout)
+
+    def _publish(self, channel: str, raw: str, ack: bool, timeout: float | None) -> int | None:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         if not ack:
             line = encode_publish(channel, raw, None)
             self._check_size(line)
-            self._send(self._wait_connected(deadline), line)
+            self._send(self._wait_connected(deadline), line, urgent=False, deadline=deadline)
             return None
         reply = self._call_line(lambda id: encode_publish(channel, raw, id), deadline)
         receivers = reply.get("receivers")
@@ -498,7 +523,7 @@ class Client:
                 self._pending[id] = future
             break
         try:
-            self._send(sock, line)
+            self._send(sock, line, deadline=deadline)
             return future.result(max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             with self._cond:
@@ -510,12 +535,73 @@ class Client:
             with self._cond:
                 self._pending.pop(id, None)
 
-    def _send(self, sock: socket.socket, line: bytes) -> None:
-        try:
-            with self._wlock:
-                sock.sendall(line)
-        except OSError as e:
-            raise ConnectionLostError(f"connection lost while sending: {e}") from e
+    def _send(
+        self,
+        sock: socket.socket,
+        line: bytes,
+        *,
+        urgent: bool = True,
+        deadline: float | None = None,
+    ) -> None:
+        """Queues ``line`` for ``sock``. An urgent line is written before returning
+        unless another thread is writing (it then takes this line along); otherwise the
+        flusher thread writes it, batched with whatever else is queued by then."""
+        with self._wcond:
+            if self._out_sock is not sock:
+                # Bytes still queued for a previous connection are lost with it.
+                self._out.clear()
+                self._out_sock = sock
+            while len(self._out) >= MAX_UNSENT:
+                left = None if deadline is None else deadline - time.monotonic()
+                if (left is not None and left <= 0) or not self._wcond.wait(left):
+                    raise TimeoutError("the broker is not reading what we send")
+                if self._out_sock is not sock:
+                    raise ConnectionLostError("connection lost while sending")
+            self._out += line
+            if self._writing:
+                return
+            if not urgent:
+                self._wcond.notify_all()
+                return
+            self._writing = True
+        self._drain(sock)
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Writes the queue until it is empty; the caller has set ``_writing``."""
+        while True:
+            with self._wcond:
+                if not self._out or self._out_sock is not sock:
+                    self._writing = False
+                    self._wcond.notify_all()
+                    return
+                data = bytes(self._out)
+                self._out.clear()
+                self._wcond.notify_all()  # room for publishers waiting on MAX_UNSENT
+            try:
+                sock.sendall(data)
+            except OSError as e:
+                with self._wcond:
+                    self._writing = False
+                    self._out.clear()
+                    self._wcond.notify_all()
+                raise ConnectionLostError(f"connection lost while sending: {e}") from e
+
+    def _flush_loop(self) -> None:
+        """The flusher thread: writes what ``ack=False`` publishes queued."""
+        while True:
+            with self._wcond:
+                self._wcond.wait_for(lambda: self._stopping or (self._out and not self._writing))
+                if self._stopping:
+                    return
+                sock = self._out_sock
+                self._writing = True
+            if sock is None:
+                with self._wcond:
+                    self._writing = False
+                continue
+            # A failed write means the connection is gone; the reader thread sees it.
+            with contextlib.suppress(ConnectionLostError):
+                self._drain(sock)
 
     def _report(self, error: Exception) -> None:
         if self.on_error is None:
@@ -672,8 +758,12 @@ class Client:
                 lost = list(self._pending.values())
                 self._pending.clear()
                 self._cond.notify_all()
-            with self._wlock:
-                _shutdown(sock)
+            _shutdown(sock)  # a flusher blocked in sendall on it fails at once
+            with self._wcond:
+                self._wcond.wait_for(lambda: not self._writing, self.timeout)
+                if self._out_sock is sock:
+                    self._out.clear()
+                    self._out_sock = None
                 sock.close()
             for future in lost:
                 if not future.done():
