@@ -125,6 +125,24 @@ def test_callback_runs_for_each_message(broker: Broker) -> None:
         assert [m.message for m in got] == [0, 1, 2]
 
 
+def test_callback_may_publish_without_ack_but_not_wait(broker: Broker) -> None:
+    with connect(broker) as c:
+        seen: list[object] = []
+
+        def echo(m: Message) -> None:
+            try:
+                c.ping()
+            except RuntimeError as e:
+                seen.append(type(e))
+            c.publish("pong", m.message, ack=False)
+
+        c.subscribe("ping", callback=echo)
+        pong = c.subscribe("pong")
+        c.publish("ping", 7)
+        assert pong.next(WAIT).message == 7
+        assert seen == [RuntimeError]
+
+
 def test_echo_off(broker: Broker) -> None:
     with connect(broker, echo=False) as quiet, connect(broker) as other:
         own = quiet.subscribe("room")

@@ -510,6 +510,12 @@ class Client:
         return self._call_line(line, deadline)
 
     def _call_line(self, make: Callable[[int], bytes], deadline: float) -> dict[str, Any]:
+        if threading.current_thread() is self._reader:
+            # Only the reader thread could deliver the reply it would wait for.
+            raise RuntimeError(
+                "a callback cannot wait for the broker's reply (it runs on the reader "
+                "thread); use publish(..., ack=False) or another thread"
+            )
         future: Future[dict[str, Any]] = Future()
         while True:
             sock = self._wait_connected(deadline)
@@ -816,6 +822,9 @@ class Client:
                 self._close_reason = reason
             self._state = "closed"
             self._cond.notify_all()
+        with self._wcond:
+            self._stopping = True  # ends the flusher thread
+            self._wcond.notify_all()
         self._finish(NotConnectedError(self._closed_text()))
 
     def _finish(self, error: Exception) -> None:
