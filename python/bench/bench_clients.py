@@ -387,35 +387,45 @@ def main() -> int:
     parser.add_argument("--systems", default="pubsub,redis,nats")
     args = parser.parse_args()
 
+    cells: list[tuple[str, str]] = []
     rows: list[str] = []
     for system in args.systems.split(","):
         reason = available(system)
         if reason:
             print(f"# {system}: skipped ({reason})", file=sys.stderr)
             continue
-        for mode in ("blocking", "asyncio"):
+        cells += [(system, "blocking"), (system, "asyncio")]
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {c: [] for c in cells}
+    # Runs are interleaved (every cell once, then again) so that a change in the
+    # machine's load spreads over all cells instead of biasing one.
+    for run in range(args.runs):
+        for system, mode in cells:
             if system == "nats" and mode == "blocking":
-                rows.append("| nats-py | blocking | n/a (asyncio only) | | |")
                 continue
-            rates: list[float] = []
-            p50s: list[float] = []
-            p99s: list[float] = []
-            for _ in range(args.runs):
-                with server(system, args.broker) as addr:
-                    rates.append(throughput(system, mode, addr, args.messages))
-                    if mode == "blocking":
-                        samples = latency_blocking(system, addr)
-                    else:
-                        samples = asyncio.run(latency_async(system, addr))
-                    p50s.append(percentile(samples, 0.50) * 1e6)
-                    p99s.append(percentile(samples, 0.99) * 1e6)
-            client = {"pubsub": "pubsub_client", "redis": "redis-py", "nats": "nats-py"}[system]
-            row = (
-                f"| {client} | {mode} | {statistics.median(rates):,.0f} "
-                f"| {statistics.median(p50s):.0f} | {statistics.median(p99s):.0f} |"
+            with server(system, args.broker) as addr:
+                rate = throughput(system, mode, addr, args.messages)
+                if mode == "blocking":
+                    samples = latency_blocking(system, addr)
+                else:
+                    samples = asyncio.run(latency_async(system, addr))
+            p50, p99 = percentile(samples, 0.50) * 1e6, percentile(samples, 0.99) * 1e6
+            results[(system, mode)].append((rate, p50, p99))
+            print(
+                f"# run {run + 1}: {system} {mode}: {rate:,.0f} msg/s, "
+                f"p50 {p50:.0f} us, p99 {p99:.0f} us",
+                file=sys.stderr,
+                flush=True,
             )
-            print(row, file=sys.stderr, flush=True)
-            rows.append(row)
+    names = {"pubsub": "pubsub_client", "redis": "redis-py", "nats": "nats-py"}
+    for system, mode in cells:
+        got = results[(system, mode)]
+        if not got:
+            rows.append(f"| {names[system]} | {mode} | n/a (asyncio only) | | |")
+            continue
+        rate = statistics.median(r[0] for r in got)
+        p50 = statistics.median(r[1] for r in got)
+        p99 = statistics.median(r[2] for r in got)
+        rows.append(f"| {names[system]} | {mode} | {rate:,.0f} | {p50:.0f} | {p99:.0f} |")
     print(f"Median of {args.runs} runs; {args.messages:,} messages of 16 bytes per run.\n")
     print("| client | API | msgs/s (pub -> sub) | RTT p50 µs | RTT p99 µs |")
     print("|---|---|---:|---:|---:|")
