@@ -109,7 +109,8 @@ class Broker:
                 self.start(port)
                 return
             except RuntimeError:
-                # The port may linger for a moment; try again until the deadline.
+                # The old process may hold the port a moment after exiting; nothing
+                # announces when it is free, so retry until the deadline.
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
@@ -329,13 +330,3 @@ def python_env() -> dict[str, str]:
 
 def python_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "pubsub_client", *args]
-
-
-def wait_for(check: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    """Polls ``check`` for state that has no event to wait on (another process's
-    counters); fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
