@@ -6,12 +6,19 @@
 //! the raw text of its value. It never allocates and never unescapes.
 //!
 //! It is allowed to give up ([`Bail`]) on anything unusual (a key with escapes, a
-//! `\u` escape of a surrogate, nesting deeper than [`MAX_DEPTH`]) and on every error;
-//! the caller then runs serde_json, which decides and names the error. So the one rule
-//! this module must never break is: accept only what serde_json accepts.
+//! `\u` escape of a surrogate) and on every error; the caller then runs serde_json,
+//! which decides and names the error. So the one rule this module must never break is:
+//! accept only what serde_json accepts.
+//!
+//! Nesting is the one thing serde_json decides differently by path: it refuses more
+//! than [`MAX_DEPTH`] open arrays and objects when it builds a value, but skips values
+//! of any depth when it only borrows them raw (as the slow path does). The scanner gives
+//! up past that depth, and [`too_deep`] tells the slow path to refuse such a frame as
+//! serde_json would (issue 7: 200-deep frames were accepted).
 
-/// Nesting deeper than this is left to serde_json (whose own limit is 128).
-pub const MAX_DEPTH: u32 = 100;
+/// The most arrays and objects open at once (the frame's own object counted) that
+/// serde_json accepts: its recursion limit is 128, and the 128th level is refused.
+pub const MAX_DEPTH: u32 = 127;
 
 /// The scanner gave up: invalid JSON, or valid but unusual. Not an error by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,39 @@ pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str, bo
     } else {
         Err(Bail)
     }
+}
+
+/// Whether `text` opens more than [`MAX_DEPTH`] arrays and objects at once, brackets
+/// inside strings not counted. It checks nesting only: `text` need not be valid JSON.
+/// A plain byte loop: it runs only on the slow path (the scanner counts depth as it
+/// goes).
+pub fn too_deep(text: &str) -> bool {
+    let mut depth = 0u32;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &c in text.as_bytes() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -245,6 +285,8 @@ mod tests {
 
     /// What serde_json makes of the same text: its top-level members, raw.
     fn serde_fields(text: &str) -> Option<Vec<(String, String)>> {
+        // A Value too: the raw map alone skips nested values at any depth.
+        serde_json::from_str::<serde_json::Value>(text).ok()?;
         let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
             serde_json::from_str(text).ok()?;
         Some(
@@ -298,6 +340,53 @@ mod tests {
         assert_eq!(fields(&deep), None);
     }
 
+    /// `depth` open containers: the frame's object, then arrays and objects in turn.
+    fn nested(depth: usize) -> String {
+        let mut open = String::from("{\"message\":");
+        let mut close = String::from("}");
+        for level in 1..depth {
+            if level % 2 == 0 {
+                open.push_str("{\"k\":");
+                close.insert(0, '}');
+            } else {
+                open.push('[');
+                close.insert(0, ']');
+            }
+        }
+        open.push_str("\"]}[{\\\"\"");
+        open + &close
+    }
+
+    /// Issue 7: a 200-deep frame was accepted (the scanner left it to serde_json's raw
+    /// path, which has no depth limit) though serde_json refuses past 128 levels.
+    #[test]
+    fn nesting_past_serde_json_limit_200_deep_is_refused() {
+        let deep = nested(200);
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
+        assert_eq!(fields(&deep), None, "the scanner must not accept it");
+        assert!(too_deep(&deep), "the slow path must be told to refuse it");
+    }
+
+    #[test]
+    fn depth_limit_is_serde_json_limit_exactly() {
+        let limit = MAX_DEPTH as usize;
+        let at = nested(limit);
+        assert!(serde_json::from_str::<serde_json::Value>(&at).is_ok());
+        assert!(
+            fields(&at).is_some(),
+            "the scanner takes what serde_json takes"
+        );
+        assert!(!too_deep(&at));
+        let past = nested(limit + 1);
+        assert!(serde_json::from_str::<serde_json::Value>(&past).is_err());
+        assert_eq!(fields(&past), None);
+        assert!(too_deep(&past));
+        // Brackets inside strings, escaped quotes included, are not nesting.
+        let text = format!("{{\"s\":\"\\\"{}\"}}", "[{".repeat(300));
+        assert!(!too_deep(&text));
+        assert!(fields(&text).is_some());
+    }
+
     fn piece() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("{".to_string()),
@@ -338,6 +427,20 @@ mod tests {
                 }
                 let ours: Vec<(String, String)> = dedup.into_iter().collect();
                 prop_assert_eq!(Some(ours), theirs);
+            }
+        }
+
+        /// Around serde_json's depth limit, the scanner accepts exactly what serde_json
+        /// builds a value from, and `too_deep` flags exactly what it refuses.
+        #[test]
+        fn depth_agrees_with_serde_json(depth in 100usize..160, inner in piece()) {
+            let text = nested(depth).replacen("\"]}[{\\\"\"", &format!("[{inner}]"), 1);
+            let serde_ok = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            if fields(&text).is_some() {
+                prop_assert!(serde_ok, "scanner accepted {depth} levels, serde refused");
+            }
+            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+                prop_assert_eq!(too_deep(&text), !serde_ok, "depth {}", depth);
             }
         }
 
