@@ -3,6 +3,31 @@
 use crate::protocol::ErrorCode;
 
 /// Everything that can go wrong talking to a broker.
+///
+/// [`ClientError::code`] classifies what the broker said, whether it answered a call
+/// (`Broker`) or closed the connection (`Closed` with the reason it sent last):
+///
+/// ```
+/// use pubsub::protocol::ErrorCode;
+/// use pubsub::ClientError;
+///
+/// // What a client refused at the broker's --max-connections sees.
+/// let refused = ClientError::Closed {
+///     reason: Some(Box::new(ClientError::Broker {
+///         code: "limit".into(),
+///         message: "too many connections".into(),
+///     })),
+/// };
+/// assert_eq!(refused.code(), Some(ErrorCode::Limit));
+/// assert_eq!(
+///     refused.to_string(),
+///     "connection closed: broker error limit: too many connections"
+/// );
+/// // Closed without a word (the broker went away): no code.
+/// assert_eq!(ClientError::Closed { reason: None }.code(), None);
+/// // Whether the broker closes the connection after an error depends on its code.
+/// assert!(ErrorCode::FrameTooLarge.is_fatal() && !ErrorCode::BadChannel.is_fatal());
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Connecting, reading or writing failed.

@@ -7,6 +7,54 @@
 //! caller waits for the reply with its id (replies come in command order). The library
 //! never retries or reconnects on its own: a closed connection is an error the caller
 //! sees.
+//!
+//! It needs only the `pubsub` library without its default features (`default-features
+//! = false`): no broker code and none of the broker's dependencies.
+//!
+//! # Example
+//!
+//! Subscribe, publish, and read what arrives (with a broker running on the default
+//! address: `cargo run --release --bin broker`):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pubsub::{Client, ClientError, Hello};
+//!
+//! # fn main() -> Result<(), ClientError> {
+//! let client = Client::connect("127.0.0.1:7400")?;
+//! // HELLO is optional unless the broker runs with --token.
+//! let welcome = client.hello(&Hello::new().name("example"))?;
+//! println!("connected to {} as client {}", welcome.server, welcome.client_id);
+//!
+//! client.subscribe("news.*")?;
+//! // Any serialisable value is sent as JSON; the reply counts the receivers (us).
+//! let receivers = client.publish("news.world", &serde_json::json!({ "headline": "hi" }))?;
+//! assert_eq!(receivers, 1);
+//!
+//! // Another thread could publish through a clone while this one receives.
+//! while let Some(message) = client.recv_timeout(Duration::from_secs(1))? {
+//!     println!("{}: {}", message.channel, message.raw());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors say whether the broker refused something and why:
+//!
+//! ```no_run
+//! use pubsub::protocol::ErrorCode;
+//! use pubsub::{Client, ClientError};
+//!
+//! let client = Client::connect("127.0.0.1:7400").expect("connect");
+//! match client.subscribe("news") {
+//!     Ok(count) => println!("{count} subscriptions"),
+//!     // The connection stays open: try another channel, or unsubscribe first.
+//!     Err(e) if e.code() == Some(ErrorCode::Limit) => eprintln!("too many subscriptions"),
+//!     // Closed by the broker; `e` carries its reason when it gave one.
+//!     Err(e @ ClientError::Closed { .. }) => eprintln!("{e}"),
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! ```
 
 mod error;
 mod message;
@@ -37,6 +85,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
 
 /// Options for [`Client::hello`].
+///
+/// ```
+/// use pubsub::Hello;
+///
+/// let hello = Hello::new().name("dashboard").echo(false).token("s3cret");
+/// assert_eq!(hello.name.as_deref(), Some("dashboard"));
+/// assert!(!hello.echo);
+/// // The defaults: no name, own messages come back, no token.
+/// let plain = Hello::new();
+/// assert!(plain.echo && plain.name.is_none() && plain.token.is_none());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Hello {
     /// Client name shown in the broker's logs.
@@ -132,7 +191,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Client {
-    /// Connects to a broker.
+    /// Connects to a broker. Nothing is sent until the first call.
+    ///
+    /// ```
+    /// use pubsub::{Client, ClientError};
+    ///
+    /// // A port where nothing listens: the error is the operating system's.
+    /// let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// let err = Client::connect(free).unwrap_err();
+    /// assert!(matches!(err, ClientError::Io(_)));
+    /// assert_eq!(err.code(), None, "not an error the broker sent");
+    /// ```
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)?;
         Client::from_stream(stream)
@@ -233,7 +302,15 @@ impl Client {
         self.publish_raw(channel, &raw)
     }
 
-    /// Publishes a message given as JSON text, sent exactly as written.
+    /// Publishes a message given as JSON text, sent exactly as written: subscribers
+    /// receive `1.0` as `1.0` and long numbers with every digit. Text that is not JSON
+    /// is refused before anything is sent.
+    ///
+    /// ```no_run
+    /// # let client = pubsub::Client::connect("127.0.0.1:7400").unwrap();
+    /// let receivers = client.publish_raw("prices.btc", r#"{"usd":64123.50000000001}"#)?;
+    /// # Ok::<(), pubsub::ClientError>(())
+    /// ```
     pub fn publish_raw(&self, channel: &str, json: &str) -> Result<usize, ClientError> {
         validate_publish(channel)?;
         let _: &serde_json::value::RawValue = serde_json::from_str(json)?;
