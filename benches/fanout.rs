@@ -1,110 +1,128 @@
-//! Queueing one published message to 1,000 subscribers, as the reactor does per
-//! PUBLISH: look the channel up, encode the MESSAGE once, push it into every
-//! subscriber's write queue, and (in the `_drain` variants) flush each queue into a
-//! writer that accepts everything, so the per-delivery cost of the broker's own work
-//! is visible without the kernel's.
+//! Queueing one published message to 1,000 subscribers through the broker's real
+//! fan-out (`pubsub::core::fan_out`): router lookup, per-receiver checks, encoding the
+//! MESSAGE once, pushing it into every subscriber's write queue; then (not timed
+//! separately) flushing each queue into a writer that accepts everything, so the
+//! per-delivery cost of the broker's own work is visible without the kernel's.
 //!
+//! The subscribers are real connections (loopback sockets that are never written to).
 //! Throughput is in elements = deliveries, so criterion's "elem/s" is deliveries per
-//! second and time / 1,000 is the cost of one delivery. Payloads: 16 B and 1 KiB.
-//! Both are below the reactor's 8 KiB share threshold, so the reactor copies them;
-//! the `shared` variant shows what an `Rc` per queue would cost instead.
+//! second and time / 1,000 is the cost of one delivery. Payloads: 16 B (copied into
+//! pooled chunks) and 1 KiB (at the share threshold: one `Rc` per queue).
 
 use std::hint::black_box;
 use std::io;
-use std::rc::Rc;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pubsub::connection::{ChunkPool, WriteQueue};
-use pubsub::protocol::encode_message;
-use pubsub::router::Router;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pubsub::codec::Wire;
+use pubsub::connection::{Connection, Conns, Stage};
+use pubsub::core::{fan_out, Core, Msg, Origin, Payload, Settings, Turn};
+use pubsub::net::Transport;
 
 /// Subscribers of the channel.
 const SUBSCRIBERS: usize = 1000;
 
-/// The reactor's per-connection write budget per flush (1 MiB, `WRITE_BUDGET`).
+/// The reactor's per-connection write budget per flush (1 MiB).
 const WRITE_BUDGET: usize = 1024 * 1024;
 
 /// The channel published to.
 const CHANNEL: &str = "bench.fanout";
 
-/// How a frame reaches the queues.
-#[derive(Clone, Copy)]
-enum Push {
-    /// `WriteQueue::push`: copied into each queue (the reactor below 8 KiB).
-    Copy,
-    /// `WriteQueue::push_shared`: one `Rc` clone per queue (the reactor from 8 KiB).
-    Shared,
+/// A broker core with 1,000 subscribed connections and one publisher.
+struct Bench {
+    core: Core,
+    conns: Conns,
+    turn: Turn,
+    publisher: pubsub::ids::ConnKey,
+    /// The far ends of the sockets, kept open.
+    _peers: Vec<TcpStream>,
 }
 
-/// The reactor's state that a publish touches, reduced to what matters here.
-struct Broker {
-    router: Router,
-    /// Write queues indexed by connection id (the reactor keeps them in a slab of
-    /// connections).
-    queues: Vec<WriteQueue>,
-    /// Output buffers shared by the queues, as in the reactor.
-    pool: ChunkPool,
-    /// Reused lookup result.
-    matches: Vec<usize>,
-    /// Reused encoding buffer.
-    frame: Vec<u8>,
-    /// Connections with output, flushed at the end of the turn.
-    flush_list: Vec<usize>,
-    flush_queued: Vec<bool>,
+fn settings() -> Settings {
+    Settings {
+        name: "bench".into(),
+        max_frame: 1 << 20,
+        max_pending: 64 << 20,
+        max_connections: 100_000,
+        max_subscriptions: 10_000,
+        token: None,
+        link_token: None,
+        verbose: false,
+        upstreams: Vec::new(),
+        upstream_token: None,
+        link_backoff_max: Duration::from_secs(5),
+    }
 }
 
-impl Broker {
-    fn new() -> Broker {
-        let mut router = Router::new();
-        for id in 0..SUBSCRIBERS {
-            router.insert(CHANNEL, false, id);
+impl Bench {
+    fn new() -> Bench {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut core = Core::new(settings());
+        let mut conns = Conns::new();
+        let mut turn = Turn::new(Instant::now());
+        let mut peers = Vec::new();
+        let mut keys = Vec::new();
+        for _ in 0..=SUBSCRIBERS {
+            peers.push(TcpStream::connect(addr).expect("connect"));
+            let (stream, peer) = listener.accept().expect("accept");
+            stream.set_nonblocking(true).expect("nonblocking");
+            let key = conns.vacant_key();
+            let id = core.next_client_id();
+            let conn = Connection::new(
+                key,
+                Transport::Tcp(mio::net::TcpStream::from_std(stream)),
+                peer,
+                id,
+                Stage::Open,
+                Wire::Json,
+            );
+            keys.push(conns.insert(conn));
         }
-        Broker {
-            router,
-            queues: (0..SUBSCRIBERS).map(|_| WriteQueue::default()).collect(),
-            pool: ChunkPool::default(),
-            matches: Vec::with_capacity(SUBSCRIBERS),
-            frame: Vec::with_capacity(2048),
-            flush_list: Vec::with_capacity(SUBSCRIBERS),
-            flush_queued: vec![false; SUBSCRIBERS],
+        let publisher = keys.pop().expect("a publisher");
+        for key in keys {
+            core.subscribe(&mut conns, &mut turn, key, CHANNEL)
+                .expect("subscribe");
+        }
+        Bench {
+            core,
+            conns,
+            turn,
+            publisher,
+            _peers: peers,
         }
     }
 
-    /// One PUBLISH: lookup, encode once, queue to every match. Returns deliveries.
-    fn publish(&mut self, message: &str, how: Push) -> usize {
-        self.matches.clear();
-        self.router.lookup(CHANNEL, &mut self.matches);
-        self.frame.clear();
-        encode_message(&mut self.frame, CHANNEL, message);
-        let shared: Option<Rc<[u8]>> = match how {
-            Push::Copy => None,
-            Push::Shared => Some(Rc::from(&self.frame[..])),
+    /// One PUBLISH through the real fan-out. Returns deliveries.
+    fn publish(&mut self, message: &str) -> usize {
+        let msg = Msg {
+            channel: CHANNEL,
+            payload: Payload::json(message),
+            origin: Origin::Client(self.publisher),
         };
-        for &cid in &self.matches {
-            let q = &mut self.queues[cid];
-            match &shared {
-                Some(f) => q.push_shared(f),
-                None => q.push(&mut self.pool, &self.frame),
-            }
-            if !self.flush_queued[cid] {
-                self.flush_queued[cid] = true;
-                self.flush_list.push(cid);
-            }
-        }
-        self.matches.len()
+        fan_out(&mut self.core, &mut self.conns, &mut self.turn, &msg)
     }
 
     /// End of the loop turn: flush every queue with output into `io::sink()`.
     fn flush(&mut self) -> usize {
         let mut sink = io::sink();
         let mut written = 0;
-        for cid in self.flush_list.drain(..) {
-            self.flush_queued[cid] = false;
-            match self.queues[cid].write_to(&mut self.pool, &mut sink, WRITE_BUDGET) {
+        let list = self.turn.take_flush();
+        for &key in &list {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.unmark_flush();
+            match conn
+                .out()
+                .write_to(&mut self.core.pool, &mut sink, WRITE_BUDGET)
+            {
                 Ok(f) => written += f.written,
                 Err(e) => panic!("sink cannot fail: {e}"),
             }
         }
+        self.turn.return_flush(list);
         written
     }
 }
@@ -120,31 +138,12 @@ fn fanout(c: &mut Criterion) {
         let msg = message(len);
         g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
 
-        // Queues start empty, as after a flush that emptied them: each push allocates
-        // the queue's deque and first chunk. The flush is not timed.
-        g.bench_function(format!("push/{name}"), |b| {
-            b.iter_batched_ref(
-                Broker::new,
-                |br| br.publish(black_box(&msg), Push::Copy),
-                BatchSize::LargeInput,
-            )
-        });
-
         // Steady state when subscribers keep up: one publish per turn, then every
         // queue is flushed (and gives its memory back).
-        let mut br = Broker::new();
+        let mut br = Bench::new();
         g.bench_function(format!("push_drain/{name}"), |b| {
             b.iter(|| {
-                let n = br.publish(black_box(&msg), Push::Copy);
-                br.flush();
-                n
-            })
-        });
-
-        let mut br = Broker::new();
-        g.bench_function(format!("push_shared_drain/{name}"), |b| {
-            b.iter(|| {
-                let n = br.publish(black_box(&msg), Push::Shared);
+                let n = br.publish(black_box(&msg));
                 br.flush();
                 n
             })
@@ -153,12 +152,11 @@ fn fanout(c: &mut Criterion) {
         // A busy turn: 16 publishes queue up before the flush, so allocation and the
         // writev are paid once per 16 deliveries to a subscriber.
         g.throughput(Throughput::Elements(16 * SUBSCRIBERS as u64));
-        let mut br = Broker::new();
         g.bench_function(format!("burst16_push_drain/{name}"), |b| {
             b.iter(|| {
                 let mut n = 0;
                 for _ in 0..16 {
-                    n += br.publish(black_box(&msg), Push::Copy);
+                    n += br.publish(black_box(&msg));
                 }
                 br.flush();
                 n

@@ -40,7 +40,7 @@ fn patterns() -> Vec<String> {
 
 /// An index with one subscriber per exact channel, and the patterns when asked;
 /// connection ids are all distinct.
-fn build(channels: &[String], patterns: &[String]) -> Router {
+fn build(channels: &[String], patterns: &[String]) -> Router<usize> {
     let mut router = Router::new();
     for (i, ch) in channels.iter().enumerate() {
         router.insert(ch, false, i);
@@ -53,7 +53,7 @@ fn build(channels: &[String], patterns: &[String]) -> Router {
 }
 
 /// Looks up every channel in turn, one per iteration; returns the matches of the last.
-fn bench_lookups(b: &mut criterion::Bencher<'_>, router: &mut Router, names: &[String]) {
+fn bench_lookups(b: &mut criterion::Bencher<'_>, router: &mut Router<usize>, names: &[String]) {
     let mut out = Vec::with_capacity(64);
     let mut i = 0;
     b.iter(|| {
@@ -100,7 +100,7 @@ fn lookup(c: &mut Criterion) {
 
     // One channel with 1,000 subscribers: the lookup copies 1,000 ids (the routing part
     // of the fan-out bench in benches/fanout.rs).
-    let mut big = Router::new();
+    let mut big: Router<usize> = Router::new();
     for id in 0..1000 {
         big.insert("fan.out", false, id);
     }

@@ -33,10 +33,18 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 #[cfg(feature = "broker")]
+pub mod codec;
+#[cfg(feature = "broker")]
 pub mod connection;
 #[cfg(feature = "broker")]
+pub mod core;
+#[cfg(feature = "broker")]
 pub mod federation;
+#[cfg(feature = "broker")]
+pub mod ids;
 pub mod logsafe;
+#[cfg(feature = "broker")]
+pub mod net;
 pub mod protocol;
 #[cfg(feature = "broker")]
 mod reactor;

@@ -18,7 +18,6 @@ fn publish_nested(depth: usize) -> String {
 }
 
 #[test]
-#[ignore = "needs the slow path in src/protocol/parse to refuse json::too_deep frames (issue 7)"]
 fn frame_nested_200_deep_is_bad_json_and_the_connection_stays_open() {
     let broker = Broker::start(&[]);
     let mut c = broker.connect();

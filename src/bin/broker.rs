@@ -1,7 +1,10 @@
-//! The `broker` program: parse flags, set up logging, run.
+//! The `broker` program: parse flags, set up logging, install the signal handlers,
+//! run.
 //!
-//! Logging must never take the broker down: a closed or broken stderr (a log shipper
-//! restarting, `| head`) loses log lines, nothing else.
+//! Signals belong to the program, not the library: SIGINT and SIGTERM reach the
+//! reactor through its `Control` (a waker), so the library can run several brokers
+//! in one process. Logging must never take the broker down: a closed or broken stderr
+//! (a log shipper restarting, `| head`) loses log lines, nothing else.
 
 use std::io::{IsTerminal, Write};
 
@@ -44,9 +47,37 @@ fn main() {
         // stderr itself is what failed.
         .log_internal_errors(false)
         .init();
-    if let Err(e) = broker::run(config) {
+    let result = broker::start(&config).and_then(|b| {
+        watch_signals(b.control());
+        b.announce();
+        b.run()
+    });
+    if let Err(e) = result {
         tracing::error!("{e}");
         say(&e.to_string());
         std::process::exit(1);
+    }
+}
+
+/// Turns the first SIGINT or SIGTERM into a graceful shutdown.
+fn watch_signals(control: broker::Control) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install signal handlers; SIGINT/SIGTERM will kill the broker without draining");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "signal received");
+                control.shutdown();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the signal thread");
     }
 }

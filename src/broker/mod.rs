@@ -2,7 +2,9 @@
 //!
 //! Owns start-up policy: raising the fd limit, deriving the connection limit from it,
 //! binding the listener, and announcing `listening on ADDR` on stdout (scripts and
-//! tests wait for that line). It never handles traffic itself.
+//! tests wait for that line). [`Broker`] is a bound, not yet running broker and its
+//! [`Control`]; [`spawn`] runs one on a thread of this process (tests do). It never
+//! handles traffic itself and installs no signal handler (the program does).
 
 mod config;
 
@@ -15,7 +17,9 @@ use tracing::{info, warn};
 
 pub use config::{log_filter, Config, LOG_LEVELS};
 
-use crate::reactor::{Reactor, ReactorError, Settings};
+use crate::core::Settings;
+pub use crate::reactor::Control;
+use crate::reactor::{Reactor, ReactorError};
 
 /// Listen backlog: connections the kernel queues before `accept` (the kernel caps it
 /// at `net.core.somaxconn`). mio's default of 128 drops SYNs under a connect storm,
@@ -60,6 +64,9 @@ pub enum BrokerError {
         /// What is wrong with it.
         source: crate::protocol::NameError,
     },
+    /// The broker's thread panicked.
+    #[error("the broker thread panicked")]
+    Panicked,
     /// An `--upstream` address cannot be resolved.
     #[error("invalid --upstream '{addr}': {reason}")]
     Upstream {
@@ -112,8 +119,42 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Runs a broker until SIGINT/SIGTERM. Prints `listening on ADDR` once bound.
-pub fn run(config: Config) -> Result<(), BrokerError> {
+/// A bound broker, ready to run.
+pub struct Broker {
+    reactor: Reactor,
+    control: Control,
+    addr: SocketAddr,
+}
+
+impl Broker {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops it from any thread.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Prints `listening on ADDR` on stdout (and logs it).
+    pub fn announce(&self) {
+        let addr = self.addr;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+        info!("listening on {addr}");
+    }
+
+    /// Runs until stopped through its [`Control`].
+    pub fn run(mut self) -> Result<(), BrokerError> {
+        self.reactor.run()?;
+        Ok(())
+    }
+}
+
+/// Binds and sets up a broker from `config` (raising the fd limit first).
+pub fn start(config: &Config) -> Result<Broker, BrokerError> {
     let fd_limit = raise_fd_limit();
     let fd_capacity = fd_limit.saturating_sub(FD_RESERVE).max(1) as usize;
     let max_connections = match config.max_connections {
@@ -168,13 +209,78 @@ pub fn run(config: Config) -> Result<(), BrokerError> {
             .or_else(|| config.token.clone()),
         link_backoff_max: Duration::from_millis(config.link_backoff_max_ms),
     };
-    let mut reactor = Reactor::new(listener, settings)?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {addr}");
-        let _ = out.flush();
+    let (reactor, control) = Reactor::new(listener, settings)?;
+    Ok(Broker {
+        reactor,
+        control,
+        addr,
+    })
+}
+
+/// Runs a broker until it is stopped through its [`Control`] (which this function
+/// does not hand out: a program that wants signals uses [`start`]).
+pub fn run(config: Config) -> Result<(), BrokerError> {
+    let broker = start(&config)?;
+    broker.announce();
+    broker.run()
+}
+
+/// A broker running on a thread of this process (for tests and embedding).
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    control: Control,
+    thread: Option<std::thread::JoinHandle<Result<(), BrokerError>>>,
+}
+
+impl Running {
+    /// Stops it gracefully and waits for its thread.
+    pub fn stop(mut self) -> Result<(), BrokerError> {
+        self.control.shutdown();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(BrokerError::Panicked),
+            None => Ok(()),
+        }
     }
-    info!("listening on {addr}");
-    reactor.run()?;
-    Ok(())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.control.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a broker from `config` on a new thread and returns once it listens.
+pub fn spawn(config: Config) -> Result<Running, BrokerError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("broker".into())
+        .spawn(move || {
+            let broker = match start(&config) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let _ = tx.send(Ok((broker.addr(), broker.control())));
+            broker.run()
+        })
+        .map_err(|e| BrokerError::Reactor(ReactorError::Setup(e)))?;
+    match rx.recv() {
+        Ok(Ok((addr, control))) => Ok(Running {
+            addr,
+            control,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(BrokerError::Panicked),
+    }
 }

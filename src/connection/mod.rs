@@ -1,23 +1,30 @@
-//! One client connection as the broker sees it.
+//! One connection as the broker sees it, and the table that holds them all.
 //!
-//! Owns the socket, the partial frame carried between reads, the write queue, the
-//! connection's own list of subscriptions, and its lifecycle ([`Phase`]). It holds no
-//! reference to other connections or to the router: the reactor moves data between
-//! them. It must never be dropped while the reactor is fanning out a message; the
-//! reactor closes connections only at the end of a loop turn.
+//! Owns a connection's transport, the partial frame carried between reads, its write
+//! queue, its own list of subscriptions, its wire protocol and its life ([`Stage`], which
+//! only moves forward). Fields are private: the reactor, the core and the codecs change
+//! a connection through methods that keep its invariants. It holds no reference to
+//! other connections or to the router. It must never be dropped while a message is
+//! being fanned out; connections leave the table only at the end of a loop turn.
 
+mod table;
 mod write_queue;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use crate::codec::Wire;
+use crate::ids::ConnKey;
+use crate::net::Transport;
 
+pub use table::Conns;
 pub use write_queue::{ChunkPool, Flushed, WriteQueue, CHUNK_SIZE};
 
-/// A subscription the connection holds: the pattern text and whether it has wildcards.
+/// A subscription the connection holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
+    /// The connection-local id the router stores with it.
+    pub sid: u32,
     /// Channel or pattern, exactly as subscribed.
     pub pattern: Box<str>,
     /// Whether it holds `*` or `>` tokens (decides where the router keeps it).
@@ -29,6 +36,9 @@ pub struct Subscription {
 pub enum Role {
     /// A client (or a broker that has not yet said it is one).
     Client,
+    /// A connection turned away at the connection limit: it only receives its
+    /// `ERROR limit` and is closed; it does not count as a client.
+    Refused,
     /// A federation link to another broker. `upstream` is the index of the
     /// `--upstream` this broker dialled, or `None` for a link the peer opened.
     Link {
@@ -37,9 +47,15 @@ pub enum Role {
     },
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. Stages only move forward (in declaration
+/// order); [`Connection::advance`] refuses to go back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum Stage {
+    /// An outbound connection whose TCP handshake has not completed.
+    Dialing,
+    /// Reading commands, but only `HELLO` with the right token is accepted (the broker
+    /// runs with `--token`).
+    AwaitingHello,
     /// Reading commands and receiving messages.
     Open,
     /// The peer half-closed its side: every command read has been handled; the
@@ -48,7 +64,7 @@ pub enum Phase {
     /// Being closed by the broker (an error, a limit, shutdown): its subscriptions are
     /// gone, input is discarded, queued output is written, then the write side is shut
     /// and the connection waits for the peer's EOF (so an unread request cannot turn
-    /// the close into a reset that destroys the final `ERROR`). `deadline` bounds it.
+    /// the close into a reset that destroys the final frame). `deadline` bounds it.
     Closing {
         /// When to give up and close regardless.
         deadline: Instant,
@@ -59,83 +75,291 @@ pub enum Phase {
     },
 }
 
-/// One connection. Fields are public to the reactor, which is its only user.
+impl Stage {
+    fn rank(&self) -> u8 {
+        match self {
+            Stage::Dialing => 0,
+            Stage::AwaitingHello => 1,
+            Stage::Open => 2,
+            Stage::PeerClosed => 3,
+            Stage::Closing { .. } => 4,
+        }
+    }
+}
+
+/// One connection. See the module documentation.
 pub struct Connection {
-    /// The socket.
-    pub stream: TcpStream,
-    /// The peer's address, for logs.
-    pub peer: SocketAddr,
-    /// The id sent in `WELCOME`; unique for the broker's lifetime.
-    pub client_id: u64,
-    /// Name from `HELLO`, for logs.
-    pub name: Option<Box<str>>,
+    key: ConnKey,
+    transport: Transport,
+    peer: SocketAddr,
+    client_id: u64,
+    name: Option<Box<str>>,
+    role: Role,
+    wire: Wire,
+    stage: Stage,
+    echo: bool,
     /// Bytes of an incomplete frame, kept between reads. Empty (unallocated) when the
     /// last read ended on a frame boundary, which is the common case.
-    pub partial: Vec<u8>,
-    /// Unsent output.
-    pub out: WriteQueue,
-    /// The connection's subscriptions, each at most once.
-    pub subs: Vec<Subscription>,
-    /// Whether the connection receives messages it published itself.
-    pub echo: bool,
-    /// Whether it has passed `HELLO` with the right token (always true without
-    /// `--token`).
-    pub authenticated: bool,
-    /// Lifecycle.
-    pub phase: Phase,
-    /// Already on the reactor's flush list this turn.
-    pub flush_queued: bool,
-    /// Already on the reactor's list of connections with unread input.
-    pub read_queued: bool,
-    /// Client or federation link.
-    pub role: Role,
-    /// An outbound connection whose TCP handshake has not completed yet.
-    pub connecting: bool,
-    /// Counts against `--max-connections` (false for a refused connection on its way
-    /// out).
-    pub counted: bool,
+    partial: Vec<u8>,
+    out: WriteQueue,
+    subs: Vec<Subscription>,
+    next_sid: u32,
+    /// The publish this connection last received (per-connection delivery dedupe).
+    last_publish: u64,
+    on_flush_list: bool,
+    on_read_list: bool,
 }
 
 impl Connection {
-    /// A freshly accepted connection.
-    pub fn new(stream: TcpStream, peer: SocketAddr, client_id: u64, authenticated: bool) -> Self {
+    /// A new connection in `stage`, speaking `wire`.
+    pub fn new(
+        key: ConnKey,
+        transport: Transport,
+        peer: SocketAddr,
+        client_id: u64,
+        stage: Stage,
+        wire: Wire,
+    ) -> Self {
         Connection {
-            stream,
+            key,
+            transport,
             peer,
             client_id,
             name: None,
+            role: Role::Client,
+            wire,
+            stage,
+            echo: true,
             partial: Vec::new(),
             out: WriteQueue::default(),
             subs: Vec::new(),
-            echo: true,
-            authenticated,
-            phase: Phase::Open,
-            flush_queued: false,
-            read_queued: false,
-            counted: true,
-            role: Role::Client,
-            connecting: false,
+            next_sid: 1,
+            last_publish: 0,
+            on_flush_list: false,
+            on_read_list: false,
         }
     }
 
-    /// Whether messages may still be queued to this connection.
-    pub fn receives(&self) -> bool {
-        !matches!(self.phase, Phase::Closing { .. })
+    /// The connection's key.
+    #[inline]
+    pub fn key(&self) -> ConnKey {
+        self.key
     }
 
-    /// Whether input from this connection is still handled as commands.
-    pub fn handles_input(&self) -> bool {
-        matches!(self.phase, Phase::Open)
+    /// The transport (every socket call goes through it).
+    #[inline]
+    pub fn transport(&mut self) -> &mut Transport {
+        &mut self.transport
+    }
+
+    /// The transport and the write queue together, for a flush.
+    #[inline]
+    pub fn transport_and_out(&mut self) -> (&mut Transport, &mut WriteQueue) {
+        (&mut self.transport, &mut self.out)
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The id sent in `WELCOME`; unique for the broker's lifetime.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// The name from `HELLO` (clients) or the peer broker's name (links).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Sets the name.
+    pub fn set_name(&mut self, name: &str) {
+        self.name = Some(name.into());
+    }
+
+    /// Client, refused, or federation link.
+    #[inline]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Sets the role (a client becoming a link, a connection being refused).
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+        if matches!(role, Role::Link { .. }) {
+            self.wire = Wire::Link;
+            self.echo = false;
+        }
+    }
+
+    /// The wire protocol spoken.
+    #[inline]
+    pub fn wire(&self) -> Wire {
+        self.wire
     }
 
     /// Whether this connection is a federation link.
+    #[inline]
     pub fn is_link(&self) -> bool {
         matches!(self.role, Role::Link { .. })
     }
 
-    /// Index of `pattern` in this connection's subscriptions.
-    pub fn find_sub(&self, pattern: &str) -> Option<usize> {
-        self.subs.iter().position(|s| &*s.pattern == pattern)
+    /// Whether it counts against `--max-connections`: accepted clients and links
+    /// other brokers opened; not refused connections or links this broker dialled.
+    pub fn counted(&self) -> bool {
+        !matches!(self.role, Role::Refused | Role::Link { upstream: Some(_) })
+    }
+
+    /// The stage.
+    #[inline]
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Moves to a later stage; returns false (and changes nothing) for an earlier or
+    /// equal one, so a connection's life only goes forward.
+    pub fn advance(&mut self, to: Stage) -> bool {
+        if to.rank() <= self.stage.rank() {
+            return false;
+        }
+        self.stage = to;
+        true
+    }
+
+    /// Mutable access to the closing state, if closing.
+    pub fn closing_mut(&mut self) -> Option<(&mut bool, &mut bool)> {
+        match &mut self.stage {
+            Stage::Closing { linger, shut, .. } => Some((linger, shut)),
+            _ => None,
+        }
+    }
+
+    /// Whether it passed `HELLO` (always, on a broker without `--token`).
+    #[inline]
+    pub fn authenticated(&self) -> bool {
+        !matches!(self.stage, Stage::AwaitingHello)
+    }
+
+    /// Whether messages may still be queued to this connection.
+    #[inline]
+    pub fn receives(&self) -> bool {
+        !matches!(self.stage, Stage::Closing { .. })
+    }
+
+    /// Whether input from this connection is still handled as commands.
+    #[inline]
+    pub fn handles_input(&self) -> bool {
+        matches!(self.stage, Stage::Open | Stage::AwaitingHello)
+    }
+
+    /// Whether the connection receives messages it published itself.
+    #[inline]
+    pub fn echo(&self) -> bool {
+        self.echo
+    }
+
+    /// Sets `echo`.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
+    }
+
+    /// The unsent output.
+    #[inline]
+    pub fn out(&mut self) -> &mut WriteQueue {
+        &mut self.out
+    }
+
+    /// Unsent output bytes.
+    #[inline]
+    pub fn pending(&self) -> usize {
+        self.out.pending()
+    }
+
+    /// The incomplete frame carried between reads.
+    #[inline]
+    pub fn partial(&mut self) -> &mut Vec<u8> {
+        &mut self.partial
+    }
+
+    /// Takes the incomplete frame (leaving none).
+    pub fn take_partial(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.partial)
+    }
+
+    /// The subscriptions, each pattern at most once.
+    pub fn subs(&self) -> &[Subscription] {
+        &self.subs
+    }
+
+    /// The subscription to exactly `pattern`, if held.
+    pub fn find_sub(&self, pattern: &str) -> Option<&Subscription> {
+        self.subs.iter().find(|s| &*s.pattern == pattern)
+    }
+
+    /// Records a new subscription and returns it (the caller checked it is new).
+    pub fn add_sub(&mut self, pattern: &str, wildcard: bool) -> &Subscription {
+        let sid = self.next_sid;
+        self.next_sid = self.next_sid.wrapping_add(1);
+        self.subs.push(Subscription {
+            sid,
+            pattern: pattern.into(),
+            wildcard,
+        });
+        let last = self.subs.len() - 1;
+        &self.subs[last]
+    }
+
+    /// Forgets the subscription to exactly `pattern`.
+    pub fn remove_sub(&mut self, pattern: &str) -> Option<Subscription> {
+        let pos = self.subs.iter().position(|s| &*s.pattern == pattern)?;
+        Some(self.subs.swap_remove(pos))
+    }
+
+    /// Forgets every subscription.
+    pub fn take_subs(&mut self) -> Vec<Subscription> {
+        std::mem::take(&mut self.subs)
+    }
+
+    /// Whether this connection already received publish number `n`; marks it if not.
+    /// Per-connection delivery: one copy however many subscriptions match.
+    #[inline]
+    pub fn first_delivery_of(&mut self, n: u64) -> bool {
+        if self.last_publish == n {
+            return false;
+        }
+        self.last_publish = n;
+        true
+    }
+
+    /// Marks the connection for this turn's flush; false if it already was.
+    #[inline]
+    pub fn mark_flush(&mut self) -> bool {
+        !std::mem::replace(&mut self.on_flush_list, true)
+    }
+
+    /// Clears the flush mark (the flush is handling it).
+    #[inline]
+    pub fn unmark_flush(&mut self) {
+        self.on_flush_list = false;
+    }
+
+    /// Marks the connection for a deferred read; false if it already was.
+    #[inline]
+    pub fn mark_read(&mut self) -> bool {
+        !std::mem::replace(&mut self.on_read_list, true)
+    }
+
+    /// Whether a deferred read is due.
+    #[inline]
+    pub fn read_marked(&self) -> bool {
+        self.on_read_list
+    }
+
+    /// Clears the deferred-read mark.
+    #[inline]
+    pub fn unmark_read(&mut self) {
+        self.on_read_list = false;
     }
 
     /// A short label for logs: client id, name when known (escaped), and peer address.
@@ -149,5 +373,64 @@ impl Connection {
             ),
             None => format!("#{} ({})", self.client_id, self.peer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(stage: Stage) -> Connection {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        let stream = mio::net::TcpStream::from_std(stream);
+        Connection::new(
+            ConnKey::from(1),
+            Transport::Tcp(stream),
+            addr,
+            1,
+            stage,
+            Wire::Json,
+        )
+    }
+
+    #[test]
+    fn stages_only_move_forward() {
+        let mut c = conn(Stage::AwaitingHello);
+        assert!(!c.authenticated());
+        assert!(c.advance(Stage::Open));
+        assert!(c.authenticated() && c.handles_input());
+        assert!(!c.advance(Stage::AwaitingHello));
+        assert!(c.advance(Stage::PeerClosed));
+        assert!(!c.advance(Stage::Open));
+        let closing = Stage::Closing {
+            deadline: Instant::now(),
+            linger: true,
+            shut: false,
+        };
+        assert!(c.advance(closing));
+        assert!(!c.receives());
+        assert!(!c.advance(closing), "a second close changes nothing");
+    }
+
+    #[test]
+    fn per_connection_delivery_is_once_per_publish() {
+        let mut c = conn(Stage::Open);
+        assert!(c.first_delivery_of(7));
+        assert!(!c.first_delivery_of(7));
+        assert!(c.first_delivery_of(8));
+    }
+
+    #[test]
+    fn refused_and_dialled_connections_do_not_count() {
+        let mut c = conn(Stage::Open);
+        assert!(c.counted());
+        c.set_role(Role::Refused);
+        assert!(!c.counted());
+        c.set_role(Role::Link { upstream: Some(0) });
+        assert!(!c.counted() && c.is_link() && c.wire() == Wire::Link && !c.echo());
+        c.set_role(Role::Link { upstream: None });
+        assert!(c.counted());
     }
 }

@@ -6,9 +6,10 @@
 //! big MESSAGE fanned out to many subscribers exists once in memory. Chunks come from a
 //! [`ChunkPool`] shared by all connections and go back to it once written, so a busy
 //! broker does not allocate, free, and page-fault the same memory every loop turn, while
-//! an idle connection holds no buffer at all. A frame never spans two chunks, which
-//! lets a slow consumer's queue be cut at a frame boundary. It never decides policy
-//! (limits, closing): it only reports how much is pending.
+//! an idle connection holds no buffer at all. A frame never spans two chunks, and each
+//! copied chunk records where its frames end, so a slow consumer's queue is cut at a
+//! frame boundary whatever bytes the frames hold (no codec's delimiter is assumed). It
+//! never decides policy (limits, closing): it only reports how much is pending.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -28,21 +29,23 @@ const DEQUE_KEEP: usize = 16;
 /// Free chunks shared by every connection's queue. See the module documentation.
 #[derive(Debug, Default)]
 pub struct ChunkPool {
-    free: Vec<Vec<u8>>,
+    free: Vec<Owned>,
 }
 
 impl ChunkPool {
     /// An empty chunk with [`CHUNK_SIZE`] capacity.
-    fn take(&mut self) -> Vec<u8> {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE))
+    fn take(&mut self) -> Owned {
+        self.free.pop().unwrap_or_else(|| Owned {
+            bytes: Vec::with_capacity(CHUNK_SIZE),
+            ends: Vec::new(),
+        })
     }
 
     /// Returns a written chunk; oversized or surplus ones are freed.
-    fn give(&mut self, mut chunk: Vec<u8>) {
-        if chunk.capacity() == CHUNK_SIZE && self.free.len() < POOL_MAX_CHUNKS {
-            chunk.clear();
+    fn give(&mut self, mut chunk: Owned) {
+        if chunk.bytes.capacity() == CHUNK_SIZE && self.free.len() < POOL_MAX_CHUNKS {
+            chunk.bytes.clear();
+            chunk.ends.clear();
             self.free.push(chunk);
         }
     }
@@ -58,10 +61,18 @@ impl ChunkPool {
 /// queue with a single chunk uses a plain `write` and skips the array.
 const MAX_IOVECS: usize = 64;
 
+/// Copied frames, appended one after another, and where each ends.
+#[derive(Debug)]
+struct Owned {
+    bytes: Vec<u8>,
+    /// End offset of each frame in `bytes`, ascending.
+    ends: Vec<u32>,
+}
+
 /// One contiguous piece of queued output.
 enum Chunk {
-    /// Copied frames, appended one after another.
-    Owned(Vec<u8>),
+    /// Copied frames.
+    Owned(Owned),
     /// One large frame shared with other connections' queues.
     Shared(Rc<[u8]>),
 }
@@ -69,7 +80,7 @@ enum Chunk {
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
-            Chunk::Owned(v) => v,
+            Chunk::Owned(v) => &v.bytes,
             Chunk::Shared(s) => s,
         }
     }
@@ -105,22 +116,27 @@ impl WriteQueue {
         self.pending == 0
     }
 
-    /// Queues a copy of `frame` (one or more whole frames).
+    /// Queues a copy of `frame`: one whole frame, which a cut keeps or drops whole.
     #[inline]
     pub fn push(&mut self, pool: &mut ChunkPool, frame: &[u8]) {
         self.pending += frame.len();
         if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
-            if last.capacity() - last.len() >= frame.len() {
-                last.extend_from_slice(frame);
+            if last.bytes.capacity() - last.bytes.len() >= frame.len() {
+                last.bytes.extend_from_slice(frame);
+                last.ends.push(last.bytes.len() as u32);
                 return;
             }
         }
         let mut chunk = if frame.len() <= CHUNK_SIZE {
             pool.take()
         } else {
-            Vec::with_capacity(frame.len())
+            Owned {
+                bytes: Vec::with_capacity(frame.len()),
+                ends: Vec::with_capacity(1),
+            }
         };
-        chunk.extend_from_slice(frame);
+        chunk.bytes.extend_from_slice(frame);
+        chunk.ends.push(chunk.bytes.len() as u32);
         self.chunks.push_back(Chunk::Owned(chunk));
     }
 
@@ -139,15 +155,11 @@ impl WriteQueue {
             Some(_) if self.head_written == 0 => 0,
             Some(Chunk::Shared(s)) => s.len(),
             Some(Chunk::Owned(v)) => {
-                let hw = self.head_written;
-                if v[hw - 1] == b'\n' {
-                    hw
-                } else {
-                    match memchr::memchr(b'\n', &v[hw..]) {
-                        Some(i) => hw + i + 1,
-                        None => v.len(),
-                    }
-                }
+                // The end of the frame the written bytes reached into (or exactly
+                // ended).
+                let hw = self.head_written as u32;
+                let i = v.ends.partition_point(|&end| end < hw);
+                v.ends.get(i).map_or(v.bytes.len(), |&end| end as usize)
             }
         };
         self.chunks.truncate(1);
@@ -158,7 +170,9 @@ impl WriteQueue {
             return;
         }
         if let Some(Chunk::Owned(v)) = self.chunks.front_mut() {
-            v.truncate(keep);
+            v.bytes.truncate(keep);
+            let frames = v.ends.partition_point(|&end| end as usize <= keep);
+            v.ends.truncate(frames);
         }
         self.pending = keep - self.head_written;
     }
@@ -370,7 +384,8 @@ mod tests {
         // Cut exactly at a frame boundary.
         let mut q = WriteQueue::default();
         let mut pool = ChunkPool::default();
-        q.push(&mut pool, b"aaaa\nbbbb\n");
+        q.push(&mut pool, b"aaaa\n");
+        q.push(&mut pool, b"bbbb\n");
         let mut w = Trickle {
             out: Vec::new(),
             cap: 100,
@@ -379,6 +394,28 @@ mod tests {
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         q.cut_after_current_frame();
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn cut_does_not_depend_on_frame_content() {
+        // Frames holding newlines (RESP, NATS, MQTT and WebSocket frames may): the cut
+        // still keeps exactly the frame in progress.
+        let mut q = WriteQueue::default();
+        let mut pool = ChunkPool::default();
+        q.push(&mut pool, b"a\nb\nc");
+        q.push(&mut pool, b"d\ne");
+        q.push(&mut pool, b"f\n");
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 100,
+            limit: 6,
+        };
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+        q.cut_after_current_frame();
+        q.push(&mut pool, b"ERR");
+        w.limit = 100;
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+        assert_eq!(w.out, b"a\nb\ncd\neERR");
     }
 
     #[test]

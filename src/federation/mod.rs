@@ -29,14 +29,32 @@ pub use dedup::DEDUP_WINDOW;
 use links::{InterestKey, Link};
 pub use links::{LinkInfo, LinkStats};
 
-use crate::protocol::{encode_interest, encode_no_interest, Path};
-use crate::router::ConnId;
+use crate::ids::ConnKey as ConnId;
+use crate::protocol::Path;
 
 /// Something the reactor must do after a federation change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Queue this frame on the link.
-    Send(ConnId, Vec<u8>),
+    /// Tell the link's peer that the brokers on `path` (origin first, this broker
+    /// last) want messages matching `pattern` (an `INTEREST`).
+    Announce {
+        /// The link to tell.
+        link: ConnId,
+        /// The pattern.
+        pattern: Box<str>,
+        /// The path to announce.
+        path: Vec<Box<str>>,
+    },
+    /// Tell the link's peer that `origin` no longer wants `pattern` through this
+    /// broker (a `NOINTEREST`).
+    Withdraw {
+        /// The link to tell.
+        link: ConnId,
+        /// The pattern.
+        pattern: Box<str>,
+        /// The broker whose interest ends.
+        origin: Box<str>,
+    },
     /// Subscribe the link to a pattern in the router (its first interest in it).
     Subscribe(ConnId, Box<str>),
     /// Unsubscribe the link from a pattern (its last interest in it ended).
@@ -402,20 +420,25 @@ impl Federation {
         if told == wanted.as_ref() {
             return;
         }
-        let mut frame = Vec::new();
+        link.stats.interest_updates_out += 1;
         match wanted {
             Some(path) => {
-                encode_interest(&mut frame, &key.1, &path);
-                link.announced.insert(key.clone(), path);
-                link.stats.interest_updates_out += 1;
+                link.announced.insert(key.clone(), path.clone());
+                effects.push(Effect::Announce {
+                    link: to,
+                    pattern: key.1.clone(),
+                    path,
+                });
             }
             None => {
-                encode_no_interest(&mut frame, &key.1, &key.0);
                 link.announced.remove(key);
-                link.stats.interest_updates_out += 1;
+                effects.push(Effect::Withdraw {
+                    link: to,
+                    pattern: key.1.clone(),
+                    origin: key.0.clone(),
+                });
             }
         }
-        effects.push(Effect::Send(to, frame));
     }
 }
 

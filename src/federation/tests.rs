@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::*;
-use crate::protocol::{parse_link_frame, Command, Path};
+use crate::protocol::{encode_interest, encode_no_interest, parse_link_frame, Command, Path};
 
 /// A network of brokers joined by links. Link ids are global: link `l` connects
 /// `ends[l].0` (ConnId l at that broker) with `ends[l].1` (ConnId l at the other).
@@ -27,7 +27,7 @@ impl Net {
     }
 
     fn other(&self, link: ConnId, at: usize) -> usize {
-        let (a, b) = self.ends[link];
+        let (a, b) = self.ends[link.slot()];
         if a == at {
             b
         } else {
@@ -38,7 +38,23 @@ impl Net {
     fn apply(&mut self, at: usize, effects: Vec<Effect>) {
         for e in effects {
             match e {
-                Effect::Send(link, frame) => {
+                Effect::Announce {
+                    link,
+                    pattern,
+                    path,
+                } => {
+                    let mut frame = Vec::new();
+                    encode_interest(&mut frame, &pattern, &path);
+                    let to = self.other(link, at);
+                    self.queue.push_back((to, link, frame));
+                }
+                Effect::Withdraw {
+                    link,
+                    pattern,
+                    origin,
+                } => {
+                    let mut frame = Vec::new();
+                    encode_no_interest(&mut frame, &pattern, &origin);
                     let to = self.other(link, at);
                     self.queue.push_back((to, link, frame));
                 }
@@ -59,7 +75,7 @@ impl Net {
     }
 
     fn link(&mut self, a: usize, b: usize) -> ConnId {
-        let id = self.ends.len();
+        let id = ConnId::from(self.ends.len() as u32);
         self.ends.push((a, b));
         let name_a = self.fed[a].name().to_string();
         let name_b = self.fed[b].name().to_string();
@@ -75,7 +91,7 @@ impl Net {
     }
 
     fn unlink(&mut self, id: ConnId) {
-        let (a, b) = self.ends[id];
+        let (a, b) = self.ends[id.slot()];
         for at in [a, b] {
             self.subs[at].retain(|(l, _)| *l != id);
             let e = self.fed[at].link_down(id);
@@ -204,36 +220,36 @@ fn broken_path_falls_back_to_the_other_one() {
 fn refuses_itself_and_duplicates() {
     let mut f = Federation::new("hub");
     assert_eq!(
-        f.link_up(1, "hub", false, 1 << 20),
+        f.link_up(1.into(), "hub", false, 1 << 20),
         Err(LinkRefused::Itself("hub".into()))
     );
-    assert!(f.link_up(2, "leaf", false, 1 << 20).is_ok());
+    assert!(f.link_up(2.into(), "leaf", false, 1 << 20).is_ok());
     assert_eq!(
-        f.link_up(3, "leaf", false, 1 << 20),
+        f.link_up(3.into(), "leaf", false, 1 << 20),
         Err(LinkRefused::Duplicate("leaf".into()))
     );
-    f.link_down(2);
-    assert!(f.link_up(3, "leaf", false, 1 << 20).is_ok());
+    f.link_down(2.into());
+    assert!(f.link_up(3.into(), "leaf", false, 1 << 20).is_ok());
 }
 
 #[test]
 fn duplicates_are_the_same_message_twice() {
     let mut f = Federation::new("me");
-    f.link_up(1, "a", false, 1 << 20).expect("up");
-    f.link_up(2, "b", false, 1 << 20).expect("up");
+    f.link_up(1.into(), "a", false, 1 << 20).expect("up");
+    f.link_up(2.into(), "b", false, 1 << 20).expect("up");
     let via_a = Path::parse(r#"["o","a"]"#).expect("path");
     let via_b = Path::parse(r#"["o","b"]"#).expect("path");
     assert_eq!(
-        f.accept_route(1, "x", 5, via_a, b"1"),
+        f.accept_route(1.into(), "x", 5, via_a, b"1"),
         RouteVerdict::Deliver
     );
     assert_eq!(
-        f.accept_route(2, "x", 5, via_b, b"1"),
+        f.accept_route(2.into(), "x", 5, via_b, b"1"),
         RouteVerdict::Duplicate
     );
     // A lower number from the same origin is another message (a restarted origin).
     assert_eq!(
-        f.accept_route(1, "x", 4, via_a, b"1"),
+        f.accept_route(1.into(), "x", 4, via_a, b"1"),
         RouteVerdict::Deliver
     );
     assert_eq!(f.duplicates(), 1);
@@ -242,20 +258,20 @@ fn duplicates_are_the_same_message_twice() {
 #[test]
 fn a_link_speaks_only_for_paths_ending_at_its_peer() {
     let mut f = Federation::new("hub");
-    f.link_up(1, "mallory", false, 1 << 20).expect("up");
+    f.link_up(1.into(), "mallory", false, 1 << 20).expect("up");
     let forged = Path::parse(r#"["leaf-a"]"#).expect("path");
     assert!(matches!(
-        f.accept_route(1, "x", u64::MAX, forged, b"1"),
+        f.accept_route(1.into(), "x", u64::MAX, forged, b"1"),
         RouteVerdict::Refused(PathRefused::WrongSender { .. })
     ));
-    assert!(f.on_interest(1, "x", forged).is_err());
+    assert!(f.on_interest(1.into(), "x", forged).is_err());
     let looped = Path::parse(r#"["hub","mallory"]"#).expect("path");
     assert_eq!(
-        f.accept_route(1, "x", 1, looped, b"1"),
+        f.accept_route(1.into(), "x", 1, looped, b"1"),
         RouteVerdict::Refused(PathRefused::Loop)
     );
     assert_eq!(
-        f.accept_route(9, "x", 1, forged, b"1"),
+        f.accept_route(9.into(), "x", 1, forged, b"1"),
         RouteVerdict::Refused(PathRefused::NotALink)
     );
     assert_eq!(f.link_info()[0].stats.refused_in, 3);
@@ -264,17 +280,17 @@ fn a_link_speaks_only_for_paths_ending_at_its_peer() {
 #[test]
 fn a_forged_far_ahead_sequence_does_not_silence_the_origin() {
     let mut f = Federation::new("hub");
-    f.link_up(1, "mallory", false, 1 << 20).expect("up");
-    f.link_up(2, "leaf-a", false, 1 << 20).expect("up");
+    f.link_up(1.into(), "mallory", false, 1 << 20).expect("up");
+    f.link_up(2.into(), "leaf-a", false, 1 << 20).expect("up");
     let forged = Path::parse(r#"["leaf-a","mallory"]"#).expect("path");
     assert_eq!(
-        f.accept_route(1, "poison", u64::MAX, forged, b"\"forged\""),
+        f.accept_route(1.into(), "poison", u64::MAX, forged, b"\"forged\""),
         RouteVerdict::Deliver
     );
     let real = Path::parse(r#"["leaf-a"]"#).expect("path");
     for seq in 1..100 {
         assert_eq!(
-            f.accept_route(2, "news", seq, real, b"1"),
+            f.accept_route(2.into(), "news", seq, real, b"1"),
             RouteVerdict::Deliver
         );
     }

@@ -77,8 +77,6 @@ pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str, bo
 /// inside strings not counted. It checks nesting only: `text` need not be valid JSON.
 /// A plain byte loop: it runs only on the slow path (the scanner counts depth as it
 /// goes).
-// Until the slow path in `parse` calls it (a one-line change, issue 7), only tests do.
-#[allow(dead_code)]
 pub fn too_deep(text: &str) -> bool {
     let mut depth = 0u32;
     let mut in_string = false;

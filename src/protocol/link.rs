@@ -151,7 +151,7 @@ pub fn encode_no_interest(out: &mut Vec<u8>, pattern: &str, origin: &str) {
 }
 
 /// `ROUTE`: a message crossing a link. `seq` numbers the origin's messages; the path
-/// (origin first) has the sender appended.
+/// (origin first) has the sender appended; `message` is the payload's JSON text.
 pub fn encode_route(
     out: &mut Vec<u8>,
     channel: &str,
@@ -159,6 +159,22 @@ pub fn encode_route(
     path: Option<Path<'_>>,
     me: &str,
     message: &str,
+) {
+    encode_route_head(out, channel, seq, path, me);
+    out.extend_from_slice(b",\"message\":");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// The start of a `ROUTE` up to (not including) its payload field, which the caller
+/// appends with the closing `}` and newline: `"message"` with JSON text, or `"data"`
+/// with base64 text for a payload that is not JSON.
+pub fn encode_route_head(
+    out: &mut Vec<u8>,
+    channel: &str,
+    seq: u64,
+    path: Option<Path<'_>>,
+    me: &str,
 ) {
     out.extend_from_slice(b"{\"command\":\"ROUTE\",\"channel\":");
     write_json_str(out, channel);
@@ -169,9 +185,6 @@ pub fn encode_route(
         Some(p) => write_path_with(out, p.iter(), me),
         None => write_path_with(out, std::iter::empty::<&str>(), me),
     }
-    out.extend_from_slice(b",\"message\":");
-    out.extend_from_slice(message.as_bytes());
-    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]

@@ -20,10 +20,12 @@ pub use encode::{
 };
 pub use error::ErrorCode;
 pub use link::{
-    encode_interest, encode_link_hello, encode_no_interest, encode_route, validate_name, NameError,
-    Path, LINK_ENVELOPE, MAX_HOPS, MAX_NAME_LEN,
+    encode_interest, encode_link_hello, encode_no_interest, encode_route, encode_route_head,
+    validate_name, NameError, Path, LINK_ENVELOPE, MAX_HOPS, MAX_NAME_LEN,
 };
-pub use parse::{parse_frame, parse_link_frame, Command, Frame, FrameError, Hello, Raw};
+pub use parse::{
+    parse_frame, parse_link_frame, Command, Frame, FrameError, Hello, Raw, RoutePayload,
+};
 pub use scan::{scan_frame, Scan};
 
 /// Default maximum frame length in bytes, newline excluded (1 MiB, as NATS's

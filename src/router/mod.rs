@@ -1,22 +1,34 @@
-//! The subscription index: which connections want a message published on a channel.
+//! The subscription index: which subscriptions match a message published on a channel.
 //!
 //! Owns two structures: a hash map from exact channel to subscribers, and a token trie
 //! for patterns with `*` / `>` wildcards. Empty entries are pruned when the last
-//! subscriber leaves, so the index never outgrows the live subscriptions. It knows
-//! connections only by [`ConnId`]; it never touches sockets or buffers, and it does not
-//! remember which patterns a connection holds (the connection does, and asks the router
-//! to insert each pattern once and to remove it on unsubscribe or close).
+//! subscriber leaves, so the index never outgrows the live subscriptions. A subscriber
+//! is an opaque copyable value (the broker stores a [`SubRef`]: connection key and
+//! subscription id). A lookup returns every matching subscription, one entry per
+//! pattern that matches; whether a connection then receives one copy or one per
+//! subscription is the delivering codec's rule, never the router's. It never touches
+//! sockets or buffers, and it does not remember which patterns a connection holds (the
+//! connection does, and asks the router to insert each pattern once and to remove it on
+//! unsubscribe or close).
 
 mod pattern;
 mod trie;
 
 use rustc_hash::FxHashMap;
 
+use crate::ids::ConnKey;
 pub use pattern::pattern_matches;
 use trie::Node;
 
-/// Identifies a subscriber: the connection's slab key.
-pub type ConnId = usize;
+/// A subscription as the broker's router stores it: the connection and the
+/// connection-local subscription id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubRef {
+    /// The subscribing connection.
+    pub conn: ConnKey,
+    /// The connection's id for this subscription.
+    pub sid: u32,
+}
 
 /// Counters describing the index, for logs and `STATS`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +39,7 @@ pub struct RouterStats {
     pub removes: u64,
     /// Lookups (one per publish).
     pub lookups: u64,
-    /// Subscribers returned by lookups, after de-duplication.
+    /// Subscriptions returned by lookups (one per matching pattern).
     pub matches: u64,
     /// Distinct exact channels with at least one subscriber now.
     pub exact_channels: usize,
@@ -36,22 +48,31 @@ pub struct RouterStats {
 }
 
 /// The subscription index. See the module documentation.
-#[derive(Default)]
-pub struct Router {
-    exact: FxHashMap<Box<str>, Vec<ConnId>>,
-    wild: Node,
+pub struct Router<S = SubRef> {
+    exact: FxHashMap<Box<str>, Vec<S>>,
+    wild: Node<S>,
     stats: RouterStats,
 }
 
-impl Router {
+impl<S> Default for Router<S> {
+    fn default() -> Self {
+        Router {
+            exact: FxHashMap::default(),
+            wild: Node::default(),
+            stats: RouterStats::default(),
+        }
+    }
+}
+
+impl<S: Copy + Eq> Router<S> {
     /// An empty index.
-    pub fn new() -> Router {
+    pub fn new() -> Router<S> {
         Router::default()
     }
 
     /// Adds `conn` as a subscriber of `pattern` (already validated). The caller makes
-    /// sure a connection inserts a given pattern at most once.
-    pub fn insert(&mut self, pattern: &str, is_wildcard: bool, conn: ConnId) {
+    /// sure a subscriber inserts a given pattern at most once.
+    pub fn insert(&mut self, pattern: &str, is_wildcard: bool, conn: S) {
         self.stats.inserts += 1;
         if is_wildcard {
             self.wild.insert(pattern, conn);
@@ -67,7 +88,7 @@ impl Router {
 
     /// Removes `conn` from `pattern`; returns whether it was there. Empty entries are
     /// pruned.
-    pub fn remove(&mut self, pattern: &str, is_wildcard: bool, conn: ConnId) -> bool {
+    pub fn remove(&mut self, pattern: &str, is_wildcard: bool, conn: S) -> bool {
         let removed = if is_wildcard {
             let removed = self.wild.remove(pattern, conn);
             if removed {
@@ -96,29 +117,16 @@ impl Router {
         removed
     }
 
-    /// Appends to `out` every connection subscribed to something matching `channel`,
-    /// each exactly once, however many of its patterns match.
-    pub fn lookup(&mut self, channel: &str, out: &mut Vec<ConnId>) {
+    /// Appends to `out` every subscription whose pattern matches `channel`: the exact
+    /// subscribers first, then the wildcard ones. A subscriber holding several matching
+    /// patterns appears once per pattern.
+    pub fn lookup(&mut self, channel: &str, out: &mut Vec<S>) {
         let start = out.len();
         if let Some(subs) = self.exact.get(channel) {
             out.extend_from_slice(subs);
         }
         if self.stats.wildcard_subscriptions > 0 {
-            let before = out.len();
             self.wild.collect(channel, out);
-            if out.len() > before && out.len() - start > 1 {
-                // A connection may match through several patterns (and an exact
-                // channel): deliver at most once.
-                out[start..].sort_unstable();
-                let mut w = start;
-                for r in start..out.len() {
-                    if w == start || out[r] != out[w - 1] {
-                        out[w] = out[r];
-                        w += 1;
-                    }
-                }
-                out.truncate(w);
-            }
         }
         self.stats.lookups += 1;
         self.stats.matches += (out.len() - start) as u64;

@@ -3,7 +3,9 @@
 use super::*;
 use proptest::prelude::*;
 
-fn lookup(r: &mut Router, channel: &str) -> Vec<ConnId> {
+type ConnId = usize;
+
+fn lookup(r: &mut Router<ConnId>, channel: &str) -> Vec<ConnId> {
     let mut out = Vec::new();
     r.lookup(channel, &mut out);
     out.sort_unstable();
@@ -26,14 +28,16 @@ fn reference_matcher() {
 }
 
 #[test]
-fn exact_and_wildcard_deliver_once_per_connection() {
+fn one_match_per_matching_subscription() {
     let mut r = Router::new();
     r.insert("a.b", false, 1);
     r.insert("a.*", true, 1);
     r.insert("a.>", true, 1);
     r.insert("a.>", true, 2);
     r.insert("b.c", false, 3);
-    assert_eq!(lookup(&mut r, "a.b"), vec![1, 2]);
+    // Connection 1 holds three matching patterns: three matches; whether it receives
+    // one copy or three is the delivering codec's rule.
+    assert_eq!(lookup(&mut r, "a.b"), vec![1, 1, 1, 2]);
     assert_eq!(lookup(&mut r, "a.b.c"), vec![1, 2]);
     assert_eq!(lookup(&mut r, "a"), Vec::<ConnId>::new());
     assert_eq!(lookup(&mut r, "b.c"), vec![3]);
@@ -117,7 +121,6 @@ proptest! {
                 .map(|(c, _)| *c)
                 .collect();
             want.sort_unstable();
-            want.dedup();
             prop_assert_eq!(lookup(&mut r, ch), want.clone());
         }
         for (conn, p) in live {

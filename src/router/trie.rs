@@ -6,19 +6,27 @@
 
 use rustc_hash::FxHashMap;
 
-use super::ConnId;
-
-/// One trie level.
-#[derive(Default)]
-pub(super) struct Node {
+/// One trie level, holding subscribers of type `S`.
+pub(super) struct Node<S> {
     /// Literal next tokens.
-    children: FxHashMap<Box<str>, Node>,
+    children: FxHashMap<Box<str>, Node<S>>,
     /// The `*` branch.
-    star: Option<Box<Node>>,
+    star: Option<Box<Node<S>>>,
     /// Patterns that end at this node.
-    here: Vec<ConnId>,
+    here: Vec<S>,
     /// Patterns that end with `>` right after this node (one or more further tokens).
-    tail: Vec<ConnId>,
+    tail: Vec<S>,
+}
+
+impl<S> Default for Node<S> {
+    fn default() -> Self {
+        Node {
+            children: FxHashMap::default(),
+            star: None,
+            here: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
 }
 
 /// Splits the first token off `rest`.
@@ -29,7 +37,7 @@ fn split(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-impl Node {
+impl<S: Copy + Eq> Node<S> {
     fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.star.is_none()
@@ -38,7 +46,7 @@ impl Node {
     }
 
     /// Inserts `conn` under `pattern`.
-    pub(super) fn insert(&mut self, pattern: &str, conn: ConnId) {
+    pub(super) fn insert(&mut self, pattern: &str, conn: S) {
         let (tok, more) = split(pattern);
         match (tok, more) {
             (">", None) => self.tail.push(conn),
@@ -57,8 +65,8 @@ impl Node {
     }
 
     /// Removes `conn` from `pattern`, pruning empty nodes; returns whether it was there.
-    pub(super) fn remove(&mut self, pattern: &str, conn: ConnId) -> bool {
-        fn take(list: &mut Vec<ConnId>, conn: ConnId) -> bool {
+    pub(super) fn remove(&mut self, pattern: &str, conn: S) -> bool {
+        fn take<S: Copy + Eq>(list: &mut Vec<S>, conn: S) -> bool {
             match list.iter().position(|&c| c == conn) {
                 Some(pos) => {
                     list.swap_remove(pos);
@@ -100,7 +108,7 @@ impl Node {
     }
 
     /// Appends every subscriber whose pattern matches `channel` (duplicates possible).
-    pub(super) fn collect(&self, channel: &str, out: &mut Vec<ConnId>) {
+    pub(super) fn collect(&self, channel: &str, out: &mut Vec<S>) {
         let (tok, more) = split(channel);
         // `>` after this node matches because at least one token (tok) remains.
         out.extend_from_slice(&self.tail);
@@ -117,7 +125,7 @@ impl Node {
 }
 
 #[cfg(test)]
-impl Node {
+impl<S: Copy + Eq> Node<S> {
     /// Whether the whole trie has been pruned away.
     pub(super) fn is_empty_for_tests(&self) -> bool {
         self.is_empty()

@@ -118,8 +118,8 @@ pub enum Command<'a> {
         seq: u64,
         /// Brokers crossed, origin first.
         path: Path<'a>,
-        /// The message as raw JSON text.
-        message: Raw<'a>,
+        /// The payload.
+        payload: RoutePayload<'a>,
     },
     /// Broker-only: the upstream's reply to a link `HELLO`.
     Welcome {
@@ -135,6 +135,15 @@ pub enum Command<'a> {
         /// The explanation.
         text: Cow<'a, str>,
     },
+}
+
+/// The payload of a `ROUTE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePayload<'a> {
+    /// `message`: JSON text, spliced into frames as is.
+    Json(Raw<'a>),
+    /// `data`: base64 text of a payload that is not JSON.
+    Base64(Cow<'a, str>),
 }
 
 /// A frame that could not be turned into a command: the code to answer with, a human
@@ -180,6 +189,7 @@ struct RawFields<'a> {
     code: Option<Raw<'a>>,
     error: Option<Raw<'a>>,
     max_frame: Option<Raw<'a>>,
+    data: Option<Raw<'a>>,
 }
 
 impl<'a> RawFields<'a> {
@@ -202,6 +212,7 @@ impl<'a> RawFields<'a> {
             "code" => &mut self.code,
             "error" => &mut self.error,
             "max_frame" => &mut self.max_frame,
+            "data" => &mut self.data,
             _ => return None,
         })
     }
@@ -401,6 +412,13 @@ fn parse_with(line: &[u8], link: bool) -> Result<Frame<'_>, FrameError<'_>> {
 #[cold]
 #[inline(never)]
 fn slow_fields(text: &str) -> Result<RawFields<'_>, FrameError<'_>> {
+    if json::too_deep(text) {
+        return Err(FrameError::new(
+            ErrorCode::BadJson,
+            "invalid JSON: nested deeper than 127 arrays and objects",
+            None,
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -480,9 +498,13 @@ fn interpret<'a>(fields: &RawFields<'a>, link: bool) -> Result<Frame<'a>, FrameE
                 .path
                 .and_then(|v| Path::parse(v.get()))
                 .ok_or_else(|| bad("field 'path' must be an array of broker names"))?,
-            message: fields
-                .message
-                .ok_or_else(|| bad("missing field 'message'"))?,
+            payload: match (fields.message, fields.data) {
+                (Some(message), _) => RoutePayload::Json(message),
+                (None, Some(data)) => RoutePayload::Base64(
+                    raw_str(data).ok_or_else(|| bad("field 'data' must be a string"))?,
+                ),
+                (None, None) => return Err(bad("missing field 'message'")),
+            },
         }
     } else if name.eq_ignore_ascii_case("INTEREST") {
         Command::Interest {

@@ -1,6 +1,7 @@
-//! The reactor's limits and identity, fixed at start.
+//! The broker's limits and identity, fixed at start.
 //!
-//! Owns nothing but values; the command line lives in `broker::config`.
+//! Owns nothing but values; the command line lives in `broker::config`. Read at use
+//! time (never copied into other structures), so a later reload has one place to swap.
 
 use std::net::SocketAddr;
 use std::time::Duration;

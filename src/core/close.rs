@@ -1,0 +1,58 @@
+//! Why the broker closes a connection.
+//!
+//! Owns [`CloseReason`], the one vocabulary for ending a connection, whatever its wire
+//! protocol: each codec maps a reason to its own goodbye (protocol v1: an `ERROR`
+//! frame; a protocol without one: silence). It holds no wire strings of any codec.
+
+use std::fmt;
+
+/// Why the broker is closing a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A frame longer than the connection's limit.
+    FrameTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The first frame was not `HELLO` with the right credential.
+    NotAuthenticated,
+    /// `HELLO` carried a wrong or missing credential.
+    BadCredential,
+    /// Unsent output passed `--max-pending`.
+    SlowConsumer {
+        /// The limit, in bytes.
+        max_pending: usize,
+    },
+    /// Over `--max-connections`.
+    ConnectionLimit,
+    /// A federation link was refused (a link to itself, a duplicate name, ...).
+    LinkRefused(String),
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Whether the broker waits for the peer's end of stream after its goodbye, so an
+    /// unread request cannot turn the close into a reset that destroys the goodbye.
+    pub fn lingers(&self) -> bool {
+        !matches!(self, CloseReason::Shutdown)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::FrameTooLarge { limit } => write!(f, "frame exceeds {limit} bytes"),
+            CloseReason::NotAuthenticated => {
+                f.write_str("the first frame must be HELLO with a valid token")
+            }
+            CloseReason::BadCredential => f.write_str("invalid or missing token"),
+            CloseReason::SlowConsumer { max_pending } => {
+                write!(f, "unsent output exceeded {max_pending} bytes")
+            }
+            CloseReason::ConnectionLimit => f.write_str("too many connections"),
+            CloseReason::LinkRefused(why) => f.write_str(why),
+            CloseReason::Shutdown => f.write_str("the broker is shutting down"),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The broker's semantics, independent of any wire format.
+//!
+//! Owns what every codec asks for in broker terms: subscribe, unsubscribe, publish and
+//! close as typed operations with typed outcomes, over the router, the federation
+//! table, the limits and the counters. Codecs turn their frames into these calls and
+//! the outcomes into their replies; the reactor moves bytes. The core never encodes a
+//! client reply, never parses a frame and never does I/O: output reaches a connection
+//! only through its codec's encoders and its write queue.
+//!
+//! - `subs`: the one place a subscription is added or removed.
+//! - `fanout`: delivering one message to every matching subscription.
+//! - `close`: [`CloseReason`], the one vocabulary for ending a connection.
+//! - `snapshot`: [`Snapshot`], the broker's counters as one value (STATS, monitoring).
+//! - `turn`: [`Turn`], one loop turn's work lists and clock.
+//! - `settings`: [`Settings`], limits and identity.
+
+mod close;
+mod fanout;
+mod settings;
+mod snapshot;
+mod subs;
+mod turn;
+
+use std::time::Duration;
+
+use tracing::info;
+
+pub use close::CloseReason;
+pub use fanout::{fan_out, Msg, Origin, Payload};
+pub use settings::Settings;
+pub use snapshot::Snapshot;
+pub use turn::{Turn, READ_CHUNK};
+
+use crate::codec;
+use crate::connection::{ChunkPool, Conns, Stage};
+use crate::federation::Federation;
+use crate::ids::ConnKey;
+use crate::logsafe::Throttle;
+use crate::router::{Router, SubRef};
+use crate::stats::Stats;
+
+/// How long a connection being closed may take to flush its last output and see the
+/// peer's EOF.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Shortest interval between two rate-limited warnings of one kind.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// A request the broker turned down, the connection staying open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A channel or pattern breaks the channel rules.
+    BadChannel(String),
+    /// A configured limit was reached.
+    Limit(String),
+}
+
+/// Broker state shared by every connection. See the module documentation.
+pub struct Core {
+    /// Limits and identity.
+    pub settings: Settings,
+    /// The subscription index.
+    pub router: Router<SubRef>,
+    /// Federation: interest table, loop prevention, dedupe.
+    pub fed: Federation,
+    /// Counters.
+    pub stats: Stats,
+    /// Output buffers shared by every connection's write queue.
+    pub pool: ChunkPool,
+    /// Connections counted against `--max-connections` now.
+    pub clients: usize,
+    next_client_id: u64,
+    /// Scratch and frame cache for fan-out.
+    fanout: fanout::Scratch,
+    /// Scratch for encoding one reply.
+    pub reply: Vec<u8>,
+    /// Rate limits of repeated warnings.
+    pub throttles: Throttles,
+}
+
+/// Rate limits of warnings that a peer could otherwise repeat at will.
+pub struct Throttles {
+    /// Messages too large for a link's peer.
+    pub too_large: Throttle,
+    /// Frames refused from links.
+    pub refused: Throttle,
+}
+
+impl Core {
+    /// A broker with no connections.
+    pub fn new(settings: Settings) -> Core {
+        Core {
+            fed: Federation::new(&settings.name),
+            settings,
+            router: Router::new(),
+            stats: Stats::default(),
+            pool: ChunkPool::default(),
+            clients: 0,
+            next_client_id: 1,
+            fanout: fanout::Scratch::default(),
+            reply: Vec::with_capacity(256),
+            throttles: Throttles {
+                too_large: Throttle::new(LOG_EVERY),
+                refused: Throttle::new(LOG_EVERY),
+            },
+        }
+    }
+
+    /// The next client id (sent in `WELCOME`; unique for the broker's lifetime).
+    pub fn next_client_id(&mut self) -> u64 {
+        let id = self.next_client_id;
+        self.next_client_id += 1;
+        id
+    }
+
+    /// Queues `self.reply` to `key`; a connection pushed past `--max-pending` by it is
+    /// closed as a slow consumer.
+    pub fn queue_reply(&mut self, conns: &mut Conns, turn: &mut Turn, key: ConnKey) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        conn.out().push(&mut self.pool, &self.reply);
+        if conn.pending() > self.settings.max_pending {
+            return self.slow_consumer(conns, turn, key);
+        }
+        turn.mark_flush(conn);
+    }
+
+    /// A connection's unsent output passed `--max-pending`: drop what it has not
+    /// started receiving, say why, and close it.
+    pub fn slow_consumer(&mut self, conns: &mut Conns, turn: &mut Turn, key: ConnKey) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let max_pending = self.settings.max_pending;
+        if conn.is_link() {
+            tracing::warn!(
+                link = %conn.label(),
+                max_pending,
+                "federation link is a slow consumer: unsent output over the limit; closing it (a dialled link reconnects)"
+            );
+            self.fed.count_slow(key);
+        } else {
+            tracing::warn!(
+                conn = %conn.label(),
+                max_pending,
+                "slow consumer: unsent output over the limit; closing"
+            );
+        }
+        conn.out().cut_after_current_frame();
+        self.close(
+            conns,
+            turn,
+            key,
+            Some(&CloseReason::SlowConsumer { max_pending }),
+        );
+    }
+
+    /// Closes a connection: its subscriptions end now, its codec's goodbye for
+    /// `reason` (if any) is queued after the output it is owed, and the connection is
+    /// removed once that is written (after the peer's end of stream when the reason
+    /// lingers), or after [`CLOSE_GRACE`]. A connection already closing is left alone.
+    pub fn close(
+        &mut self,
+        conns: &mut Conns,
+        turn: &mut Turn,
+        key: ConnKey,
+        reason: Option<&CloseReason>,
+    ) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        if !conn.receives() {
+            return;
+        }
+        let linger = reason.is_some_and(CloseReason::lingers);
+        if let Some(reason) = reason {
+            if !matches!(reason, CloseReason::Shutdown) {
+                info!(conn = %conn.label(), "closing connection: {reason}");
+            }
+            self.reply.clear();
+            if let Some(code) = codec::encode_goodbye(conn.wire(), reason, None, &mut self.reply) {
+                self.stats.count_error(code);
+            }
+            conn.out().push(&mut self.pool, &self.reply);
+        }
+        self.begin_close(conns, turn, key, linger);
+    }
+
+    /// Moves a connection to [`Stage::Closing`] (its goodbye, if any, already queued).
+    pub fn begin_close(&mut self, conns: &mut Conns, turn: &mut Turn, key: ConnKey, linger: bool) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        if !conn.receives() {
+            return;
+        }
+        *conn.partial() = Vec::new();
+        conn.advance(Stage::Closing {
+            deadline: turn.now + CLOSE_GRACE,
+            linger,
+            shut: false,
+        });
+        self.drop_subscriptions(conns, turn, key);
+        if let Some(conn) = conns.get_mut(key) {
+            turn.mark_flush(conn);
+        }
+    }
+
+    /// The broker's counters as one value.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(self)
+    }
+}

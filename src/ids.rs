@@ -1,0 +1,46 @@
+//! Identities that outlive a slab slot.
+//!
+//! Owns [`ConnKey`]: a connection's slab slot plus a generation, so a key kept after
+//! its connection closed (in a federation table, a timer, a turn list) can never be
+//! mistaken for the next connection that takes the same slot. No behaviour lives here.
+
+use std::fmt;
+
+/// A connection's key: its slab slot and the generation of that slot when the
+/// connection was inserted. Compare keys, never slots.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    slot: u32,
+    gen: u32,
+}
+
+impl ConnKey {
+    /// A key from its parts. The connection table hands out real keys; this exists for
+    /// tables kept outside it and for simulations in tests.
+    pub const fn from_parts(slot: u32, gen: u32) -> ConnKey {
+        ConnKey { slot, gen }
+    }
+
+    /// The slab slot (also the `mio::Token` of the connection's socket).
+    pub const fn slot(self) -> usize {
+        self.slot as usize
+    }
+
+    /// The slot's generation.
+    pub const fn gen(self) -> u32 {
+        self.gen
+    }
+}
+
+impl fmt::Debug for ConnKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}g{}", self.slot, self.gen)
+    }
+}
+
+impl From<u32> for ConnKey {
+    /// Generation 0 of `slot`: for simulations and tests.
+    fn from(slot: u32) -> ConnKey {
+        ConnKey::from_parts(slot, 0)
+    }
+}
