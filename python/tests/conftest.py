@@ -172,6 +172,11 @@ class Proxy:
         self.conns: list[socket.socket] = []
         self.accepted = 0
         self.running = True
+        # While cleared, data read is held instead of forwarded; `held` is set once
+        # some is (so a test knows a frame is in flight and stuck).
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.held = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -195,6 +200,9 @@ class Proxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if not self.flowing.is_set():
+                    self.held.set()
+                    self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -202,13 +210,20 @@ class Proxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
 
+    def pause(self) -> None:
+        """Holds whatever is sent from now on, in both directions."""
+        self.held.clear()
+        self.flowing.clear()
+
     def cut(self) -> None:
-        """Closes every connection through the proxy; new ones are still accepted."""
+        """Closes every connection through the proxy (and drops what it held); new ones
+        are still accepted."""
         with self.lock:
             conns, self.conns = self.conns, []
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+        self.flowing.set()
 
     def close(self) -> None:
         self.running = False

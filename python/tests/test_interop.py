@@ -98,6 +98,20 @@ def test_cli_errors_match_the_rust_client(broker_factory: BrokerFactory) -> None
     assert run(python_cli("sub")).returncode == 2
 
 
+def test_cli_sub_ends_like_the_rust_client_when_the_broker_goes(
+    broker: Broker, programs: Start
+) -> None:
+    args = ["--addr", broker.addr, "sub", "gone"]
+    rust = programs(rust_client(*args))
+    py = programs(python_cli(*args))
+    for p in (rust, py):
+        p.wait_stderr("subscribed to gone")
+    broker.stop()
+    assert rust.finish() == 1 and py.finish() == 1
+    assert py.drain_stderr()[-1] == rust.drain_stderr()[-1]
+    assert rust.err_lines[-1].startswith("client: connection closed")
+
+
 def test_python_chat_talks_with_rust_chat(broker: Broker, programs: Start) -> None:
     bob = programs([str(binary("chat")), "--addr", broker.addr, "--name", "bob"])
     alice = programs(

@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from conftest import WAIT, Broker, BrokerFactory, Proxy
 
-from pubsub_client import Client, NotConnectedError, SubscriptionClosed, Unauthorized, aio
+from pubsub_client import (
+    Client,
+    ConnectionLostError,
+    NotConnectedError,
+    Subscription,
+    SubscriptionClosed,
+    Unauthorized,
+    aio,
+)
 
 #: Fast retries for tests: first wait 20-40 ms, never more than 200 ms.
 FAST = (0.04, 0.2)
@@ -66,6 +75,59 @@ def test_proxy_cut_resumes_on_the_same_subscription(broker: Broker, proxy: Proxy
         assert overlap.next(WAIT).message == "after"
         assert proxy.accepted == 2
         assert c.ping() > 0
+
+
+def test_call_in_flight_when_the_connection_breaks(broker: Broker, proxy: Proxy) -> None:
+    ev = Events()
+    with client(proxy.addr, ev) as c:
+        proxy.pause()
+        outcome: list[BaseException] = []
+        t = threading.Thread(target=lambda: _capture(c.ping, outcome))
+        t.start()
+        assert proxy.held.wait(WAIT)  # the PING is stuck in the proxy
+        proxy.cut()
+        t.join(WAIT)
+        assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLostError)
+        # Whether the broker saw it is unknown; the client itself carries on.
+        assert ev.reconnected.wait(WAIT)
+        assert c.ping() > 0
+
+
+def _capture(fn: Callable[[], object], into: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as e:
+        into.append(e)
+
+
+def test_subscribe_while_disconnected_waits_for_the_reconnect(broker: Broker) -> None:
+    ev = Events()
+    with client(broker.addr, ev) as c:
+        port = broker.port
+        broker.stop()
+        assert ev.disconnected.wait(WAIT)
+        subs: list[Subscription] = []
+        t = threading.Thread(target=lambda: subs.append(c.subscribe("late", timeout=WAIT)))
+        t.start()
+        broker.start(port)
+        t.join(WAIT)
+        assert len(subs) == 1
+        with Client.connect(broker.addr, timeout=WAIT) as pub:
+            assert pub.publish("late", "made it") == 1
+        assert subs[0].next(WAIT).message == "made it"
+
+
+def test_gives_up_after_max_reconnect_attempts(broker: Broker) -> None:
+    ev = Events()
+    c = client(broker.addr, ev, max_reconnect_attempts=2)
+    sub = c.subscribe("x")
+    broker.stop()
+    with pytest.raises(SubscriptionClosed):
+        sub.next(WAIT)
+    assert c.closed and not ev.reconnected.is_set()
+    with pytest.raises(NotConnectedError, match="gave up"):
+        c.publish("x", 1)
+    c.close()
 
 
 def test_broker_restart_on_the_same_port(broker: Broker) -> None:

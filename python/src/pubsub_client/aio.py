@@ -285,7 +285,7 @@ class Client:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._routes: Routes[Subscription] = Routes()
         self._sub_lock = asyncio.Lock()
-        self._close_reason: BrokerError | None = None
+        self._close_reason: Exception | None = None
         self._decoder = LineDecoder()
         # Frames queued for the writer (see _send).
         self._out = bytearray()
@@ -544,6 +544,7 @@ class Client:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connects, says HELLO and subscribes every local pattern; returns once every
         reply is in."""
+        self._close_reason = None  # a reason only ever describes the current connection
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.addr), self.timeout)
         try:
             sock = writer.get_extra_info("socket")
@@ -731,7 +732,7 @@ class Client:
                 return None
 
     def _give_up(self, reason: Exception | None) -> None:
-        if isinstance(reason, BrokerError):
+        if reason is not None:
             self._close_reason = reason
         self._state = "closed"
         self._connected.clear()

@@ -258,7 +258,7 @@ class Client:
         self._next_id = 1
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._routes: Routes[Subscription] = Routes()
-        self._close_reason: BrokerError | None = None
+        self._close_reason: Exception | None = None
         self._reader: threading.Thread | None = None
 
     # ---------------------------------------------------------------- connecting
@@ -621,6 +621,7 @@ class Client:
     def _open(self) -> tuple[socket.socket, LineDecoder]:
         """Connects, says HELLO, subscribes every local pattern; returns once every
         reply is in. Runs on the caller's thread the first time, the reader's after."""
+        self._close_reason = None  # a reason only ever describes the current connection
         sock = socket.create_connection(self.addr, timeout=self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -818,7 +819,7 @@ class Client:
 
     def _give_up(self, reason: Exception | None) -> None:
         with self._cond:
-            if isinstance(reason, BrokerError):
+            if reason is not None:
                 self._close_reason = reason
             self._state = "closed"
             self._cond.notify_all()
