@@ -1,10 +1,11 @@
 """The blocking client: :class:`Client` and :class:`Subscription`.
 
-Owns one TCP connection at a time and a reader thread that sorts what the broker sends:
-replies go to the caller waiting on their ``id``, messages to the bounded queue (or the
-callback) of every local subscription whose pattern matches. When the connection breaks,
-the reader thread reconnects with jittered exponential backoff, says HELLO and
-subscribes every pattern again before it lets calls through. It never blocks on a
+Owns one TCP connection at a time and two threads. The reader thread sorts what the
+broker sends: replies go to the caller waiting on their ``id``, messages to the bounded
+queue (or the callback) of every local subscription whose pattern matches. When the
+connection breaks, it reconnects with jittered exponential backoff, says HELLO and
+subscribes every pattern again before it lets calls through. The writer thread sends
+what ``ack=False`` publishes queued, in batches. The reader never blocks on a
 subscriber: a full queue drops and counts the message.
 """
 
