@@ -2,30 +2,36 @@
 //! TCP, and a blocking client library for it.
 //!
 //! # Layout
-//! - [`protocol`]: framing, parsing and encoding of protocol v1 (no I/O).
+//! Four layers; a frame goes transport -> codec -> core -> write queues -> transport,
+//! driven by the reactor (`docs/architecture.md` follows it in detail).
+//! - [`net`]: transports; every system call on a connection's socket.
+//! - [`codec`]: wire protocols: framing, frames to core operations, outcomes and
+//!   deliveries to frames, goodbyes ([`codec::json`] for clients, [`codec::link`] for
+//!   federation).
+//! - [`protocol`]: protocol v1's wire format: scanner, parser, encoders (no I/O).
+//! - [`core`]: broker semantics without a wire format: subscriptions, fan-out, limits,
+//!   closing, the counters' snapshot.
 //! - [`router`]: the subscription index, exact channels and a wildcard trie.
-//! - [`connection`]: one connection's socket, buffers, subscriptions and lifecycle.
-//! - `reactor`: the single-threaded `mio` event loop that moves bytes between
-//!   connections through the router.
-//! - [`federation`]: links between brokers: interest table and loop prevention.
-//! - [`broker`]: configuration and start-up of a broker process.
+//! - [`connection`]: one connection (transport, buffers, stage) and the table of them.
+//! - [`ids`]: connection keys with generations.
+//! - [`federation`]: links between brokers: interest table, loop prevention, dedupe.
+//! - `reactor`: the single-threaded `mio` event loop, timers, accepting, dialling.
+//! - [`broker`]: configuration, start-up and the in-process [`broker::spawn`].
 //! - [`client`]: the blocking client library ([`Client`]).
 //! - [`cli`]: what the `client`, `publisher` and `chat` programs share (flags, output).
 //! - [`stats`]: broker-wide counters.
 //! - [`logsafe`]: escaping peer-supplied text for logs, and rate-limiting warnings.
 //!
 //! # Features
-//! - `broker` (default): `router`, `connection`, `reactor`, `federation`, `broker`,
-//!   `stats` and the `broker` program, with their dependencies (mio, tracing, ...).
+//! - `broker` (default): `net`, `codec`, `core`, `router`, `connection`, `ids`,
+//!   `reactor`, `federation`, `broker`, `stats` and the `broker` program, with their
+//!   dependencies (mio, tracing, ...).
 //! - `cli` (default): the module `cli` and the programs `client`, `publisher`, `chat`.
 //!
 //! A program that only talks to a broker depends on
 //! `pubsub = { version = "0.1", default-features = false }` and gets [`protocol`] and
 //! [`client`], built from serde, serde_json, thiserror and memchr alone.
 //!
-//! A frame travels: socket -> read buffer -> `protocol::scan_frame` ->
-//! `protocol::parse_frame` -> reactor command -> `Router::lookup` -> each subscriber's
-//! write queue -> socket. `docs/architecture.md` follows it in detail.
 
 #[cfg(feature = "broker")]
 pub mod broker;
