@@ -52,6 +52,10 @@ fn settings() -> Settings {
         upstreams: Vec::new(),
         upstream_token: None,
         link_backoff_max: Duration::from_secs(5),
+        max_memory: 1 << 30,
+        frame_timeout: Duration::from_secs(30),
+        auth_timeout: Duration::from_secs(5),
+        write_deadline: Duration::from_secs(10),
     }
 }
 
@@ -77,6 +81,7 @@ impl Bench {
                 id,
                 Stage::Open,
                 Wire::Json,
+                Instant::now(),
             );
             keys.push(conns.insert(conn));
         }

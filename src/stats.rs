@@ -24,6 +24,14 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
+    /// Connections closed because the broker was over `--max-memory`.
+    pub memory_shed: u64,
+    /// Connections closed for an unfinished frame that stalled (`--frame-timeout`).
+    pub frame_timeouts: u64,
+    /// Connections closed for not authenticating in time (`--auth-timeout`).
+    pub auth_timeouts: u64,
+    /// Connections closed for output the socket did not take (`--write-deadline`).
+    pub write_stalls: u64,
     /// `ERROR` frames sent, by code (index of [`ErrorCode::ALL`]).
     pub errors: [u64; ErrorCode::ALL.len()],
 }

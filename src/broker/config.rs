@@ -50,6 +50,27 @@ pub struct Config {
           value_parser = in_range::<usize>(1, 100_000_000))]
     pub max_subscriptions: usize,
 
+    /// Most memory, in bytes, that all connections together may hold in unfinished
+    /// input frames and queued output; past it the broker sheds the connections holding
+    /// the most [default: a quarter of physical memory]. At least 1048576.
+    #[arg(long, value_name = "BYTES", value_parser = in_range::<u64>(1 << 20, u64::MAX))]
+    pub max_memory: Option<u64>,
+
+    /// How long an unfinished frame may go without a new byte before the connection
+    /// is closed with `stale` (e.g. 30, 2.5, 500ms, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub frame_timeout: std::time::Duration,
+
+    /// With --token: how long a connection may take to authenticate before it is
+    /// closed with `unauthorized`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    pub auth_timeout: std::time::Duration,
+
+    /// How long a connection with output pending may accept no byte before it is
+    /// closed as a slow consumer, even below --max-pending.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub write_deadline: std::time::Duration,
+
     /// Require every connection to start with HELLO carrying this token (and, without
     /// --link-token, every broker opening a link).
     #[arg(long, value_name = "T")]
@@ -107,6 +128,30 @@ where
     }
 }
 
+/// Parses a duration: a number of seconds (`30`, `2.5`) or a number with a unit
+/// (`500ms`, `30s`, `1m`); between 1 ms and 1 day.
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let bad = || {
+        format!("'{text}' is not a duration; expected seconds (30, 2.5) or 500ms, 30s, 1m, from 1ms to 1 day")
+    };
+    let value: f64 = num.trim().parse().map_err(|_| bad())?;
+    let secs = value * scale;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Log levels `--log-level` and `RUST_LOG` accept.
 pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
@@ -149,6 +194,10 @@ mod tests {
             ("--link-backoff-max-ms", "0"),
             ("--log-level", "warning"),
             ("--log-level", "hub=loud"),
+            ("--max-memory", "0"),
+            ("--frame-timeout", "0"),
+            ("--auth-timeout", "soon"),
+            ("--write-deadline", "2d"),
         ] {
             let e = Config::try_parse_from(["broker", flag, value]).expect_err(flag);
             let text = e.to_string();
@@ -174,5 +223,15 @@ mod tests {
         assert_eq!(c.max_frame, 100);
         assert_eq!(c.max_pending, 1 << 20);
         assert_eq!(c.max_connections, Some(1));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        use std::time::Duration;
+        assert_eq!(duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(duration("0").is_err() && duration("2d").is_err());
     }
 }

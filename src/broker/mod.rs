@@ -107,6 +107,14 @@ fn default_name(addr: SocketAddr) -> String {
     addr.to_string()
 }
 
+/// Physical memory in bytes (`MemTotal` of `/proc/meminfo`), if known.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (as Redis does) and returns the
 /// resulting soft limit.
 fn raise_fd_limit() -> u64 {
@@ -183,12 +191,19 @@ pub fn start(config: &Config) -> Result<Broker, BrokerError> {
         source,
     })?;
     let upstreams = resolve_upstreams(&config.upstream)?;
+    let max_memory = config
+        .max_memory
+        .or_else(|| physical_memory().map(|m| m / 4))
+        .unwrap_or(1 << 30)
+        .try_into()
+        .unwrap_or(usize::MAX);
     info!(
         name = %name,
         fd_limit,
         max_connections,
         max_frame = config.max_frame,
         max_pending = config.max_pending,
+        max_memory,
         auth = config.token.is_some(),
         "broker starting; open-file limit {fd_limit} allows about {fd_capacity} client connections"
     );
@@ -208,6 +223,10 @@ pub fn start(config: &Config) -> Result<Broker, BrokerError> {
             .or_else(|| config.link_token.clone())
             .or_else(|| config.token.clone()),
         link_backoff_max: Duration::from_millis(config.link_backoff_max_ms),
+        max_memory,
+        frame_timeout: config.frame_timeout,
+        auth_timeout: config.auth_timeout,
+        write_deadline: config.write_deadline,
     };
     let (reactor, control) = Reactor::new(listener, settings)?;
     Ok(Broker {

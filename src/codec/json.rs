@@ -266,8 +266,13 @@ pub fn encode_goodbye(
 ) -> Option<ErrorCode> {
     let code = match reason {
         CloseReason::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
-        CloseReason::NotAuthenticated | CloseReason::BadCredential => ErrorCode::Unauthorized,
-        CloseReason::SlowConsumer { .. } => ErrorCode::SlowConsumer,
+        CloseReason::NotAuthenticated
+        | CloseReason::BadCredential
+        | CloseReason::AuthTimeout { .. } => ErrorCode::Unauthorized,
+        CloseReason::SlowConsumer { .. }
+        | CloseReason::WriteStalled { .. }
+        | CloseReason::MemoryOutput => ErrorCode::SlowConsumer,
+        CloseReason::Stale { .. } | CloseReason::MemoryInput => ErrorCode::Stale,
         CloseReason::ConnectionLimit => ErrorCode::Limit,
         CloseReason::LinkRefused(_) => ErrorCode::LinkRefused,
         CloseReason::Shutdown => return None,

@@ -11,7 +11,7 @@ mod table;
 mod write_queue;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::codec::Wire;
 use crate::ids::ConnKey;
@@ -87,6 +87,30 @@ impl Stage {
     }
 }
 
+/// The per-connection time limits, checked by the reactor's sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// How long a connection may stay [`Stage::AwaitingHello`].
+    pub auth: Duration,
+    /// How long an unfinished frame may go without a new byte.
+    pub frame: Duration,
+    /// How long pending output may go without a byte accepted by the socket.
+    pub write: Duration,
+}
+
+/// A per-connection deadline that has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// A closing connection's grace period is over: remove it.
+    CloseGrace,
+    /// It did not authenticate in time.
+    Auth,
+    /// Its unfinished frame made no progress in time.
+    Frame,
+    /// Its output made no progress in time.
+    Write,
+}
+
 /// One connection. See the module documentation.
 pub struct Connection {
     key: ConnKey,
@@ -108,10 +132,17 @@ pub struct Connection {
     last_publish: u64,
     on_flush_list: bool,
     on_read_list: bool,
+    /// When the connection was opened.
+    opened: Instant,
+    /// When the unfinished frame last grew (None: no unfinished frame).
+    input_since: Option<Instant>,
+    /// Since when pending output has had no byte accepted (None: none pending, or
+    /// progress at the last flush).
+    stall_since: Option<Instant>,
 }
 
 impl Connection {
-    /// A new connection in `stage`, speaking `wire`.
+    /// A new connection in `stage`, speaking `wire`, opened at `now`.
     pub fn new(
         key: ConnKey,
         transport: Transport,
@@ -119,6 +150,7 @@ impl Connection {
         client_id: u64,
         stage: Stage,
         wire: Wire,
+        now: Instant,
     ) -> Self {
         Connection {
             key,
@@ -137,6 +169,9 @@ impl Connection {
             last_publish: 0,
             on_flush_list: false,
             on_read_list: false,
+            opened: now,
+            input_since: None,
+            stall_since: None,
         }
     }
 
@@ -276,15 +311,59 @@ impl Connection {
         self.out.pending()
     }
 
-    /// The incomplete frame carried between reads.
+    /// Whether an incomplete frame is carried between reads.
     #[inline]
-    pub fn partial(&mut self) -> &mut Vec<u8> {
-        &mut self.partial
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
     }
 
-    /// Takes the incomplete frame (leaving none).
-    pub fn take_partial(&mut self) -> Vec<u8> {
+    /// Bytes of the incomplete frame.
+    #[inline]
+    pub fn partial_len(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Takes the incomplete frame (leaving none); `held` (the broker-wide count of
+    /// unfinished input) goes down by its length.
+    pub fn take_partial(&mut self, held: &mut usize) -> Vec<u8> {
+        *held -= self.partial.len();
+        self.input_since = None;
         std::mem::take(&mut self.partial)
+    }
+
+    /// Stores the incomplete frame after a read at `now` that added to it; `held` goes
+    /// up by its length. Call only with no frame stored (take it first).
+    pub fn put_partial(&mut self, buf: Vec<u8>, held: &mut usize, now: Instant) {
+        debug_assert!(self.partial.is_empty());
+        *held += buf.len();
+        self.input_since = (!buf.is_empty()).then_some(now);
+        self.partial = buf;
+    }
+
+    /// Records a flush at `now` that wrote `written` bytes.
+    #[inline]
+    pub fn note_flush(&mut self, written: usize, now: Instant) {
+        self.stall_since = if self.out.is_empty() {
+            None
+        } else if written > 0 {
+            Some(now)
+        } else {
+            self.stall_since.or(Some(now))
+        };
+    }
+
+    /// Which of its deadlines has passed at `now`, if any.
+    pub fn due(&self, now: Instant, limits: &Deadlines) -> Option<Due> {
+        let passed =
+            |since: Instant, limit: Duration| now.saturating_duration_since(since) >= limit;
+        match self.stage {
+            Stage::Closing { deadline, .. } => (deadline <= now).then_some(Due::CloseGrace),
+            Stage::Dialing => None,
+            Stage::AwaitingHello if passed(self.opened, limits.auth) => Some(Due::Auth),
+            _ if self.input_since.is_some_and(|t| passed(t, limits.frame)) => Some(Due::Frame),
+            _ if self.stall_since.is_some_and(|t| passed(t, limits.write)) => Some(Due::Write),
+            _ => None,
+        }
     }
 
     /// The subscriptions, each pattern at most once.
@@ -392,7 +471,48 @@ mod tests {
             1,
             stage,
             Wire::Json,
+            Instant::now(),
         )
+    }
+
+    #[test]
+    fn deadlines_come_due_in_their_own_time() {
+        let limits = Deadlines {
+            auth: Duration::from_secs(5),
+            frame: Duration::from_secs(30),
+            write: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut c = conn(Stage::AwaitingHello);
+        assert_eq!(c.due(t0, &limits), None);
+        assert_eq!(c.due(t0 + Duration::from_secs(6), &limits), Some(Due::Auth));
+        c.advance(Stage::Open);
+        let mut held = 0;
+        c.put_partial(b"{\"comm".to_vec(), &mut held, t0);
+        assert_eq!(held, 6);
+        assert_eq!(c.due(t0 + Duration::from_secs(29), &limits), None);
+        assert_eq!(
+            c.due(t0 + Duration::from_secs(30), &limits),
+            Some(Due::Frame)
+        );
+        let buf = c.take_partial(&mut held);
+        assert_eq!((buf.len(), held), (6, 0));
+        assert_eq!(c.due(t0 + Duration::from_secs(60), &limits), None);
+        let mut pool = ChunkPool::default();
+        c.out().push(&mut pool, b"owed\n");
+        c.note_flush(0, t0);
+        c.note_flush(0, t0 + Duration::from_secs(5));
+        assert_eq!(
+            c.due(t0 + Duration::from_secs(10), &limits),
+            Some(Due::Write)
+        );
+        c.note_flush(1, t0 + Duration::from_secs(10));
+        assert_eq!(
+            c.due(t0 + Duration::from_secs(15), &limits),
+            None,
+            "progress resets it"
+        );
+        c.out().release(&mut pool);
     }
 
     #[test]

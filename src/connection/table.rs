@@ -74,6 +74,11 @@ impl Conns {
         Some(conn)
     }
 
+    /// Every connection.
+    pub fn iter(&self) -> impl Iterator<Item = &Connection> {
+        self.slab.iter().map(|(_, c)| c)
+    }
+
     /// Keys of every connection.
     pub fn keys(&self) -> Vec<ConnKey> {
         self.slab.iter().map(|(_, c)| c.key()).collect()

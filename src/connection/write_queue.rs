@@ -26,10 +26,14 @@ const POOL_MAX_CHUNKS: usize = 1024;
 /// Chunk slots an empty queue's deque may keep allocated (a few hundred bytes).
 const DEQUE_KEEP: usize = 16;
 
-/// Free chunks shared by every connection's queue. See the module documentation.
+/// Free chunks shared by every connection's queue, and the count of bytes all queues
+/// owe (for the broker-wide memory bound). See the module documentation.
 #[derive(Debug, Default)]
 pub struct ChunkPool {
     free: Vec<Owned>,
+    /// Unsent bytes in every queue drawing on this pool (a shared frame counts once
+    /// per queue holding it).
+    queued: usize,
 }
 
 impl ChunkPool {
@@ -53,6 +57,11 @@ impl ChunkPool {
     /// Idle chunks held.
     pub fn idle(&self) -> usize {
         self.free.len()
+    }
+
+    /// Unsent bytes in every queue drawing on this pool.
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 }
 
@@ -120,6 +129,7 @@ impl WriteQueue {
     #[inline]
     pub fn push(&mut self, pool: &mut ChunkPool, frame: &[u8]) {
         self.pending += frame.len();
+        pool.queued += frame.len();
         if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
             if last.bytes.capacity() - last.bytes.len() >= frame.len() {
                 last.bytes.extend_from_slice(frame);
@@ -141,15 +151,22 @@ impl WriteQueue {
     }
 
     /// Queues a frame shared with other queues.
-    pub fn push_shared(&mut self, frame: &Rc<[u8]>) {
+    pub fn push_shared(&mut self, pool: &mut ChunkPool, frame: &Rc<[u8]>) {
         self.pending += frame.len();
+        pool.queued += frame.len();
         self.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
     }
 
     /// Drops everything after the frame currently being written (the whole queue if no
     /// frame is half-sent), so what the peer receives stays a sequence of whole frames.
     /// Used before a final `ERROR` to a connection that is being closed.
-    pub fn cut_after_current_frame(&mut self) {
+    pub fn cut_after_current_frame(&mut self, pool: &mut ChunkPool) {
+        let before = self.pending;
+        self.cut(pool);
+        pool.queued -= before - self.pending;
+    }
+
+    fn cut(&mut self, pool: &mut ChunkPool) {
         let keep = match self.chunks.front_mut() {
             None => return,
             Some(_) if self.head_written == 0 => 0,
@@ -162,8 +179,15 @@ impl WriteQueue {
                 v.ends.get(i).map_or(v.bytes.len(), |&end| end as usize)
             }
         };
-        self.chunks.truncate(1);
+        for chunk in self.chunks.drain(1..) {
+            if let Chunk::Owned(v) = chunk {
+                pool.give(v);
+            }
+        }
         if keep == 0 {
+            if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
+                pool.give(v);
+            }
             self.chunks.clear();
             self.head_written = 0;
             self.pending = 0;
@@ -223,6 +247,7 @@ impl WriteQueue {
     /// keeps its (small) buffer while the connection is active.
     fn advance(&mut self, pool: &mut ChunkPool, mut n: usize) {
         self.pending -= n;
+        pool.queued -= n;
         while n > 0 {
             let Some(front) = self.chunks.front() else {
                 break;
@@ -247,6 +272,7 @@ impl WriteQueue {
 
     /// Gives back every buffer (the deque's included): for a connection going away.
     pub fn release(&mut self, pool: &mut ChunkPool) {
+        pool.queued -= self.pending;
         for chunk in self.chunks.drain(..) {
             if let Chunk::Owned(v) = chunk {
                 pool.give(v);
@@ -306,7 +332,7 @@ mod tests {
             q.push(&mut pool, f.as_bytes());
             want.extend_from_slice(f.as_bytes());
             if i % 100 == 0 {
-                q.push_shared(&shared);
+                q.push_shared(&mut pool, &shared);
                 want.extend_from_slice(&shared);
             }
         }
@@ -368,7 +394,7 @@ mod tests {
             limit: 7,
         };
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
-        q.cut_after_current_frame();
+        q.cut_after_current_frame(&mut pool);
         q.push(&mut pool, b"ERR\n");
         w.limit = 100;
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
@@ -378,7 +404,7 @@ mod tests {
         let mut q = WriteQueue::default();
         let mut pool = ChunkPool::default();
         q.push(&mut pool, b"aaaa\n");
-        q.cut_after_current_frame();
+        q.cut_after_current_frame(&mut pool);
         assert!(q.is_empty());
 
         // Cut exactly at a frame boundary.
@@ -392,7 +418,7 @@ mod tests {
             limit: 5,
         };
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
-        q.cut_after_current_frame();
+        q.cut_after_current_frame(&mut pool);
         assert!(q.is_empty());
     }
 
@@ -411,11 +437,36 @@ mod tests {
             limit: 6,
         };
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
-        q.cut_after_current_frame();
+        q.cut_after_current_frame(&mut pool);
         q.push(&mut pool, b"ERR");
         w.limit = 100;
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(w.out, b"a\nb\ncd\neERR");
+    }
+
+    #[test]
+    fn the_pool_counts_what_every_queue_owes() {
+        let mut pool = ChunkPool::default();
+        let mut a = WriteQueue::default();
+        let mut b = WriteQueue::default();
+        let shared: Rc<[u8]> = Rc::from(&[b'x'; 2000][..]);
+        a.push(&mut pool, b"hello\n");
+        a.push_shared(&mut pool, &shared);
+        b.push_shared(&mut pool, &shared);
+        b.push(&mut pool, b"more\n");
+        assert_eq!(pool.queued(), a.pending() + b.pending());
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 100,
+            limit: 10,
+        };
+        a.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+        assert_eq!(pool.queued(), a.pending() + b.pending());
+        a.cut_after_current_frame(&mut pool);
+        assert_eq!(pool.queued(), a.pending() + b.pending());
+        b.release(&mut pool);
+        a.release(&mut pool);
+        assert_eq!(pool.queued(), 0);
     }
 
     #[test]

@@ -25,6 +25,25 @@ pub enum CloseReason {
     },
     /// Over `--max-connections`.
     ConnectionLimit,
+    /// Did not authenticate within `--auth-timeout`.
+    AuthTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// An unfinished frame made no progress for `--frame-timeout`.
+    Stale {
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// Pending output, and no byte accepted by the socket for `--write-deadline`.
+    WriteStalled {
+        /// The deadline.
+        after: std::time::Duration,
+    },
+    /// Over `--max-memory`, and this connection held the most queued output.
+    MemoryOutput,
+    /// Over `--max-memory`, and this connection held the largest unfinished frame.
+    MemoryInput,
     /// A federation link was refused (a link to itself, a duplicate name, ...).
     LinkRefused(String),
     /// The broker is shutting down.
@@ -51,8 +70,28 @@ impl fmt::Display for CloseReason {
                 write!(f, "unsent output exceeded {max_pending} bytes")
             }
             CloseReason::ConnectionLimit => f.write_str("too many connections"),
+            CloseReason::AuthTimeout { after } => {
+                write!(f, "not authenticated within {}", secs(*after))
+            }
+            CloseReason::Stale { after } => {
+                write!(f, "an unfinished frame made no progress for {}", secs(*after))
+            }
+            CloseReason::WriteStalled { after } => {
+                write!(f, "no output accepted for {}", secs(*after))
+            }
+            CloseReason::MemoryOutput => f.write_str(
+                "the broker is over its memory limit and this connection held the most unsent output",
+            ),
+            CloseReason::MemoryInput => f.write_str(
+                "the broker is over its memory limit and this connection held the largest unfinished frame",
+            ),
             CloseReason::LinkRefused(why) => f.write_str(why),
             CloseReason::Shutdown => f.write_str("the broker is shutting down"),
         }
     }
+}
+
+/// A duration as seconds for humans: `5 s`, `2.5 s`.
+fn secs(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }

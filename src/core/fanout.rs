@@ -159,7 +159,7 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
             continue;
         }
         match &body.shared {
-            Some(frame) => conn.out().push_shared(frame),
+            Some(frame) => conn.out().push_shared(&mut core.pool, frame),
             None => conn.out().push(&mut core.pool, &body.bytes),
         }
         if link {

@@ -10,12 +10,14 @@
 //! - `subs`: the one place a subscription is added or removed.
 //! - `fanout`: delivering one message to every matching subscription.
 //! - `close`: [`CloseReason`], the one vocabulary for ending a connection.
+//! - `memory`: the broker-wide bound on unfinished input and queued output.
 //! - `snapshot`: [`Snapshot`], the broker's counters as one value (STATS, monitoring).
 //! - `turn`: [`Turn`], one loop turn's work lists and clock.
 //! - `settings`: [`Settings`], limits and identity.
 
 mod close;
 mod fanout;
+mod memory;
 mod settings;
 mod snapshot;
 mod subs;
@@ -69,6 +71,8 @@ pub struct Core {
     pub pool: ChunkPool,
     /// Connections counted against `--max-connections` now.
     pub clients: usize,
+    /// Bytes of unfinished input frames held by all connections.
+    pub input_held: usize,
     next_client_id: u64,
     /// Scratch and frame cache for fan-out.
     fanout: fanout::Scratch,
@@ -96,6 +100,7 @@ impl Core {
             stats: Stats::default(),
             pool: ChunkPool::default(),
             clients: 0,
+            input_held: 0,
             next_client_id: 1,
             fanout: fanout::Scratch::default(),
             reply: Vec::with_capacity(256),
@@ -126,34 +131,37 @@ impl Core {
         turn.mark_flush(conn);
     }
 
-    /// A connection's unsent output passed `--max-pending`: drop what it has not
-    /// started receiving, say why, and close it.
+    /// A connection's unsent output passed `--max-pending`.
     pub fn slow_consumer(&mut self, conns: &mut Conns, turn: &mut Turn, key: ConnKey) {
+        let max_pending = self.settings.max_pending;
+        self.shed_output(conns, turn, key, &CloseReason::SlowConsumer { max_pending });
+    }
+
+    /// Closes a connection whose output is the problem (over `--max-pending`, stalled
+    /// past `--write-deadline`, the largest holder over `--max-memory`): drop what it
+    /// has not started receiving, then its codec's goodbye for `reason`. A link is
+    /// counted as a slow link (a dialled link reconnects).
+    pub fn shed_output(
+        &mut self,
+        conns: &mut Conns,
+        turn: &mut Turn,
+        key: ConnKey,
+        reason: &CloseReason,
+    ) {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        let max_pending = self.settings.max_pending;
+        if !conn.receives() {
+            return;
+        }
         if conn.is_link() {
-            tracing::warn!(
-                link = %conn.label(),
-                max_pending,
-                "federation link is a slow consumer: unsent output over the limit; closing it (a dialled link reconnects)"
-            );
+            tracing::warn!(link = %conn.label(), "federation link is a slow consumer: {reason}; closing it");
             self.fed.count_slow(key);
         } else {
-            tracing::warn!(
-                conn = %conn.label(),
-                max_pending,
-                "slow consumer: unsent output over the limit; closing"
-            );
+            tracing::warn!(conn = %conn.label(), "slow consumer: {reason}; closing");
         }
-        conn.out().cut_after_current_frame();
-        self.close(
-            conns,
-            turn,
-            key,
-            Some(&CloseReason::SlowConsumer { max_pending }),
-        );
+        conn.out().cut_after_current_frame(&mut self.pool);
+        self.close(conns, turn, key, Some(reason));
     }
 
     /// Closes a connection: its subscriptions end now, its codec's goodbye for
@@ -195,7 +203,7 @@ impl Core {
         if !conn.receives() {
             return;
         }
-        *conn.partial() = Vec::new();
+        drop(conn.take_partial(&mut self.input_held));
         conn.advance(Stage::Closing {
             deadline: turn.now + CLOSE_GRACE,
             linger,

@@ -31,4 +31,12 @@ pub struct Settings {
     pub upstream_token: Option<String>,
     /// Longest wait between attempts to re-open a link.
     pub link_backoff_max: Duration,
+    /// Most bytes all connections may hold in unfinished input and queued output.
+    pub max_memory: usize,
+    /// How long an unfinished frame may go without progress.
+    pub frame_timeout: Duration,
+    /// How long a connection may take to authenticate (with a token).
+    pub auth_timeout: Duration,
+    /// How long pending output may go without a byte accepted by the socket.
+    pub write_deadline: Duration,
 }

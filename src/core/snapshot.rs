@@ -27,6 +27,32 @@ pub struct RouterSnapshot {
     pub matches: u64,
 }
 
+/// Memory held by connections, against `--max-memory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemorySnapshot {
+    /// Bytes in unfinished input frames and queued output now.
+    pub used: usize,
+    /// Of which unfinished input.
+    pub input: usize,
+    /// Of which queued output.
+    pub output: usize,
+    /// `--max-memory`.
+    pub limit: usize,
+}
+
+/// Connections closed by the broker's bounds, since start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShedSnapshot {
+    /// Over `--max-memory`.
+    pub memory: u64,
+    /// An unfinished frame stalled past `--frame-timeout`.
+    pub frame_timeout: u64,
+    /// Not authenticated within `--auth-timeout`.
+    pub auth_timeout: u64,
+    /// Output not taken within `--write-deadline`.
+    pub write_deadline: u64,
+}
+
 /// The broker's state at one instant. Field order is the order `STATS` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
@@ -60,6 +86,10 @@ pub struct Snapshot {
     pub links: Vec<LinkInfo>,
     /// Routed messages dropped as already delivered.
     pub duplicates_dropped: u64,
+    /// Memory held by connections.
+    pub memory: MemorySnapshot,
+    /// Connections closed by the broker's bounds.
+    pub shed: ShedSnapshot,
 }
 
 impl Snapshot {
@@ -93,6 +123,18 @@ impl Snapshot {
             },
             links: core.fed.link_info(),
             duplicates_dropped: core.fed.duplicates(),
+            memory: MemorySnapshot {
+                used: core.memory_used(),
+                input: core.input_held,
+                output: core.pool.queued(),
+                limit: core.settings.max_memory,
+            },
+            shed: ShedSnapshot {
+                memory: s.memory_shed,
+                frame_timeout: s.frame_timeouts,
+                auth_timeout: s.auth_timeouts,
+                write_deadline: s.write_stalls,
+            },
         }
     }
 }

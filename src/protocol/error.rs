@@ -24,6 +24,9 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A configured limit was reached (connections, subscriptions).
     Limit,
+    /// An unfinished frame made no progress for `--frame-timeout`, or was dropped
+    /// because the broker is over `--max-memory`; the connection is closed.
+    Stale,
     /// Broker-only: a federation link was refused (a link to itself, a duplicate
     /// broker name); the connection is closed.
     LinkRefused,
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::Limit => "limit",
+            ErrorCode::Stale => "stale",
             ErrorCode::LinkRefused => "link_refused",
         }
     }
@@ -58,6 +62,7 @@ impl ErrorCode {
             "unauthorized" => ErrorCode::Unauthorized,
             "slow_consumer" => ErrorCode::SlowConsumer,
             "limit" => ErrorCode::Limit,
+            "stale" => ErrorCode::Stale,
             "link_refused" => ErrorCode::LinkRefused,
             _ => return None,
         })
@@ -70,12 +75,13 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge
                 | ErrorCode::Unauthorized
                 | ErrorCode::SlowConsumer
+                | ErrorCode::Stale
                 | ErrorCode::LinkRefused
         )
     }
 
     /// Every code, for counters and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadJson,
         ErrorCode::BadFrame,
         ErrorCode::UnknownCommand,
@@ -85,6 +91,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::SlowConsumer,
         ErrorCode::Limit,
+        ErrorCode::Stale,
         ErrorCode::LinkRefused,
     ];
 }

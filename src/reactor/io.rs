@@ -100,7 +100,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return ReadOutcome::Drained;
         };
-        if conn.partial().is_empty() {
+        if !conn.has_partial() {
             // Common case: read into the shared buffer; keep only an incomplete tail.
             let mut buf = std::mem::take(&mut self.turn.rbuf);
             let outcome = match conn.transport().read(&mut buf[..]) {
@@ -117,7 +117,8 @@ impl Reactor {
                     if used < n {
                         if let Some(conn) = self.conns.get_mut(key) {
                             if conn.handles_input() {
-                                conn.partial().extend_from_slice(&buf[used..n]);
+                                let rest = buf[used..n].to_vec();
+                                conn.put_partial(rest, &mut self.core.input_held, self.turn.now);
                             }
                         }
                     }
@@ -130,7 +131,7 @@ impl Reactor {
             outcome
         } else {
             // A frame is in progress: read after it in the connection's own buffer.
-            let mut buf = conn.take_partial();
+            let mut buf = conn.take_partial(&mut self.core.input_held);
             let len = buf.len();
             buf.resize(len + READ_CHUNK, 0);
             let outcome = match conn.transport().read(&mut buf[len..]) {
@@ -159,7 +160,7 @@ impl Reactor {
                         if buf.capacity() > 2 * READ_CHUNK.max(buf.len()) {
                             buf.shrink_to(READ_CHUNK.max(buf.len()));
                         }
-                        *conn.partial() = buf;
+                        conn.put_partial(buf, &mut self.core.input_held, self.turn.now);
                     }
                 }
             }
@@ -173,7 +174,7 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let last = conn.take_partial();
+        let last = conn.take_partial(&mut self.core.input_held);
         codec::on_eof(&mut self.core, &mut self.conns, &mut self.turn, key, &last);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -250,10 +251,12 @@ impl Reactor {
             }
             let (transport, out) = conn.transport_and_out();
             if !out.is_empty() || transport.wants_write() {
-                match out.write_to(&mut self.core.pool, transport, WRITE_BUDGET) {
+                let result = out.write_to(&mut self.core.pool, transport, WRITE_BUDGET);
+                match result {
                     Ok(done) => {
                         self.core.stats.bytes_out += done.written as u64;
-                        if !done.blocked && !out.is_empty() {
+                        conn.note_flush(done.written, self.turn.now);
+                        if !done.blocked && !conn.out().is_empty() {
                             self.turn.mark_flush(conn);
                             continue;
                         }

@@ -203,6 +203,7 @@ impl Reactor {
             client_id,
             stage,
             Wire::Json,
+            self.turn.now,
         );
         self.conns.insert(conn)
     }

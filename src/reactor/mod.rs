@@ -27,8 +27,8 @@ use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
 use tracing::{info, warn};
 
-use crate::connection::{Conns, Role};
-use crate::core::{Core, Settings, Turn};
+use crate::connection::{Conns, Deadlines, Due, Role};
+use crate::core::{CloseReason, Core, Settings, Turn};
 pub use control::Control;
 use control::ControlState;
 use listener::Listener;
@@ -122,6 +122,7 @@ impl Reactor {
                 self.accept_ready();
             }
             self.flush_all();
+            self.core.enforce_memory(&mut self.conns, &mut self.turn);
             self.on_links_up();
             self.run_timers();
             self.close_marked();
@@ -180,10 +181,38 @@ impl Reactor {
                 Timer::ShutdownGrace => {} // the loop checks the deadline itself
             }
         }
+        let s = &self.core.settings;
+        let limits = Deadlines {
+            auth: s.auth_timeout,
+            frame: s.frame_timeout,
+            write: s.write_deadline,
+        };
         let mut due = Vec::new();
-        self.timers.sweep(now, &self.conns, &mut due);
-        for key in due {
-            self.turn.close_later(key);
+        self.timers.sweep(now, &self.conns, &limits, &mut due);
+        for (key, what) in due {
+            let (conns, turn) = (&mut self.conns, &mut self.turn);
+            match what {
+                Due::CloseGrace => turn.close_later(key),
+                Due::Auth => {
+                    self.core.stats.auth_timeouts += 1;
+                    let reason = CloseReason::AuthTimeout { after: limits.auth };
+                    self.core.close(conns, turn, key, Some(&reason));
+                }
+                Due::Frame => {
+                    self.core.stats.frame_timeouts += 1;
+                    let reason = CloseReason::Stale {
+                        after: limits.frame,
+                    };
+                    self.core.close(conns, turn, key, Some(&reason));
+                }
+                Due::Write => {
+                    self.core.stats.write_stalls += 1;
+                    let reason = CloseReason::WriteStalled {
+                        after: limits.write,
+                    };
+                    self.core.shed_output(conns, turn, key, &reason);
+                }
+            }
         }
     }
 
@@ -200,6 +229,7 @@ impl Reactor {
             };
             let _ = self.poll.registry().deregister(conn.transport().source());
             conn.out().release(&mut self.core.pool);
+            drop(conn.take_partial(&mut self.core.input_held));
             if let Role::Link {
                 upstream: Some(idx),
             } = conn.role()

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::connection::{Conns, Stage};
+use crate::connection::{Conns, Deadlines, Due};
 use crate::ids::ConnKey;
 
 /// How often the per-connection sweep runs while any connection exists.
@@ -80,8 +80,14 @@ impl Timers {
     }
 
     /// If a sweep is due, visits the next slice of the table and appends to `due` the
-    /// connections whose deadline has passed.
-    pub fn sweep(&mut self, now: Instant, conns: &Conns, due: &mut Vec<ConnKey>) {
+    /// connections one of whose deadlines has passed.
+    pub fn sweep(
+        &mut self,
+        now: Instant,
+        conns: &Conns,
+        limits: &Deadlines,
+        due: &mut Vec<(ConnKey, Due)>,
+    ) {
         if now < self.next_sweep {
             return;
         }
@@ -89,12 +95,8 @@ impl Timers {
         self.batch.clear();
         self.cursor = conns.keys_from(self.cursor, SWEEP_BATCH, &mut self.batch);
         for &key in &self.batch {
-            if let Some(conn) = conns.get(key) {
-                if let Stage::Closing { deadline, .. } = conn.stage() {
-                    if deadline <= now {
-                        due.push(key);
-                    }
-                }
+            if let Some(what) = conns.get(key).and_then(|c| c.due(now, limits)) {
+                due.push((key, what));
             }
         }
     }
@@ -134,14 +136,19 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timers::new(t0);
         let conns = Conns::new();
+        let limits = Deadlines {
+            auth: Duration::from_secs(5),
+            frame: Duration::from_secs(30),
+            write: Duration::from_secs(10),
+        };
         let mut due = Vec::new();
-        t.sweep(t0, &conns, &mut due);
+        t.sweep(t0, &conns, &limits, &mut due);
         assert_eq!(
             t.next(true),
             Some(t0 + SWEEP_EVERY),
             "not due yet: no change"
         );
-        t.sweep(t0 + SWEEP_EVERY, &conns, &mut due);
+        t.sweep(t0 + SWEEP_EVERY, &conns, &limits, &mut due);
         assert_eq!(t.next(true), Some(t0 + 2 * SWEEP_EVERY));
         assert!(due.is_empty());
     }

@@ -1,0 +1,141 @@
+//! The broker's bounds over whole connections: the broker-wide memory limit, stalled
+//! frames, connections that never authenticate, and sockets that stop taking output.
+//! Every wait is on an observable event (an `ERROR`, end of stream, a `STATS`
+//! counter), bounded by a deadline that only fails the test.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::{Broker, Conn};
+use serde_json::Value;
+
+fn stats(b: &Broker) -> Value {
+    b.connect().request(r#"{"command":"STATS"}"#)
+}
+
+/// Polls `STATS` until `cond` holds.
+fn wait_stats(b: &Broker, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = stats(b);
+        if cond(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn unfinished_max_size_frames_are_shed_at_max_memory() {
+    const LIMIT: u64 = 1 << 20;
+    const PART: usize = 60_000;
+    const CLIENTS: usize = 40;
+    let b = Broker::start(&["--max-frame", "65536", "--max-memory", &LIMIT.to_string()]);
+    let start = format!(
+        r#"{{"command":"PUBLISH","channel":"x","message":"{}"#,
+        "y".repeat(PART)
+    );
+    let mut conns: Vec<Conn> = (0..CLIENTS).map(|_| b.connect()).collect();
+    for c in &mut conns {
+        c.send_raw(&start.as_bytes()[..PART]); // most of a frame, never finished
+    }
+    // Holding all 40 would take 2.4 MB; at most LIMIT / PART may stay.
+    let must_shed = (CLIENTS - LIMIT as usize / PART) as u64;
+    let v = wait_stats(&b, "the memory limit to shed", |v| {
+        v["shed"]["memory"].as_u64() >= Some(must_shed)
+            && v["memory"]["used"].as_u64() <= Some(LIMIT)
+    });
+    assert_eq!(v["memory"]["limit"], LIMIT, "{v}");
+    assert!(v["errors"]["stale"].as_u64() >= Some(must_shed), "{v}");
+    // Each connection either was shed (told `stale`, then closed) or finishes its frame
+    // and is served; the broker keeps serving new clients either way.
+    let rest = format!("{}\"}}\n{{\"command\":\"PING\"}}\n", &start[PART..]);
+    let (mut shed, mut served) = (0u64, 0u64);
+    for c in &mut conns {
+        let _ = std::io::Write::write_all(&mut c.stream(), rest.as_bytes());
+        let mut told = false;
+        loop {
+            match c.recv_line_or_end() {
+                Some(l) if l.contains("\"PONG\"") => {
+                    served += 1;
+                    break;
+                }
+                Some(l) => told |= l.contains("\"stale\""),
+                None => {
+                    assert!(told, "a connection closed without being told why");
+                    shed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(shed >= must_shed, "{shed} shed, {served} served");
+    assert_eq!(shed + served, CLIENTS as u64);
+    b.connect().ping();
+}
+
+#[test]
+fn a_frame_that_stalls_is_stale_after_frame_timeout() {
+    let b = Broker::start(&["--frame-timeout", "300ms"]);
+    let mut c = b.connect();
+    c.send_raw(br#"{"command":"PUBLISH","channel":"x","#);
+    let e = c.expect_error("stale");
+    assert!(e["error"].as_str().unwrap_or("").contains("0.3 s"), "{e}");
+    c.expect_eof();
+    assert_eq!(stats(&b)["shed"]["frame_timeout"], 1);
+}
+
+#[test]
+fn a_connection_that_never_authenticates_is_closed_after_auth_timeout() {
+    let b = Broker::start(&["--token", "T", "--auth-timeout", "300ms"]);
+    let mut ok = b.connect();
+    ok.hello(r#","token":"T""#);
+    let mut silent = b.connect();
+    silent.expect_error("unauthorized");
+    silent.expect_eof();
+    // The one that authenticated long before the timeout is unaffected.
+    ok.ping();
+}
+
+#[test]
+fn a_socket_that_takes_no_output_is_closed_after_write_deadline() {
+    let b = Broker::start(&["--write-deadline", "500ms"]);
+    let mut sub = b.connect();
+    sub.subscribe("firehose");
+    let mut p = b.connect();
+    // Far below --max-pending (64 MiB), far above what loopback socket buffers hold.
+    let payload = format!("\"{}\"", "z".repeat(64 * 1024));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&b)["shed"]["write_deadline"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled reader was never closed"
+        );
+        for _ in 0..16 {
+            p.send(&format!(
+                r#"{{"command":"PUBLISH","channel":"firehose","message":{payload},"ack":false}}"#
+            ));
+        }
+        p.ping();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What it is owed arrives whole, then the reason, then the end.
+    let mut rest = Vec::new();
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut s = sub.stream();
+    s.read_to_end(&mut rest).expect("read to the end");
+    let text = String::from_utf8(rest).expect("utf-8");
+    let last = text.lines().last().expect("some output");
+    assert!(last.contains("\"slow_consumer\""), "{last}");
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).expect("whole frames only");
+    }
+}
