@@ -1,6 +1,6 @@
 //! [`Conn`]: one raw protocol-v1 connection, with [`TIMEOUT`] on every read and write.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 
 use serde_json::Value;
@@ -16,9 +16,24 @@ pub enum Ending {
     Reset,
 }
 
-/// One raw client connection: writes frames, reads reply lines.
+/// A socket that counts the bytes read from it.
+struct Counting {
+    stream: TcpStream,
+    read: u64,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// One raw client connection: writes frames, reads reply lines, counts bytes both ways.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Counting>,
+    sent: u64,
 }
 
 impl Conn {
@@ -29,21 +44,33 @@ impl Conn {
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Conn {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(64 * 1024, Counting { stream, read: 0 }),
+            sent: 0,
         }
     }
 
     /// The underlying socket (for `try_clone`, `shutdown`, ...).
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        &self.reader.get_ref().stream
+    }
+
+    /// Bytes written to the broker so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Bytes received from the broker so far (read from the socket, consumed or not).
+    pub fn bytes_received(&self) -> u64 {
+        self.reader.get_ref().read
     }
 
     /// Writes bytes exactly as given.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        let mut stream = self.reader.get_ref();
+        let mut stream = self.stream();
         stream
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("write to broker failed: {e}"));
+        self.sent += bytes.len() as u64;
     }
 
     /// Writes one frame followed by `\n`.
