@@ -169,3 +169,23 @@ fn every_broker_wide_counter_adds_up_after_known_work() {
     });
     assert_eq!(s, expected);
 }
+
+/// protocol.md, Frames: "The reply to that command carries the same `id`, byte for
+/// byte (`null`, objects and 30-digit numbers included)." STATS re-encodes the id
+/// through `serde_json::Value` (a 30-digit number comes back as `1.2345678901234568e+29`,
+/// `"\u00e9"` as `"é"`). Ignored until the broker is fixed; run with `--ignored`.
+#[test]
+#[ignore = "broker bug: STATS re-encodes the id instead of echoing it byte for byte"]
+fn stats_echoes_the_id_byte_for_byte() {
+    let broker = Broker::start(&[]);
+    let mut c = broker.connect();
+    for id in ["123456789012345678901234567890", r#""\u00e9""#, "1.0"] {
+        c.send(&format!(r#"{{"command":"STATS","id":{id}}}"#));
+        let line = c.recv_line();
+        assert_eq!(
+            common::raw_field(&line, "id").as_deref(),
+            Some(id),
+            "{line}"
+        );
+    }
+}

@@ -71,8 +71,9 @@ fn an_interest_is_forwarded_with_the_path_but_never_to_a_broker_on_it() {
     let hub = Broker::named("hub", &[]);
     let mut x = FakeLink::open(&hub, "x", None);
     let mut y = FakeLink::open(&hub, "y", None);
-    // y is on this one's path: x may not learn of it through the hub either.
-    x.interest("via.y", r#"["y","x"]"#);
+    // y is on this one's path (not as its origin, which is filtered on its own):
+    // y is not told of it.
+    x.interest("via.y", r#"["o","y","x"]"#);
     x.interest("from.x", r#"["x"]"#);
     assert_eq!(x.frames_until_pong(), Vec::<Value>::new());
     assert_eq!(
