@@ -360,10 +360,10 @@ fn sigterm_flushes_queued_output_and_exits_zero() {
 /// crashing, spinning or leaving them hanging, and keep serving the ones it holds.
 #[test]
 fn out_of_file_descriptors_refuses_new_clients_and_keeps_serving() {
-    let broker = Broker::start_wrapped(
-        &["prlimit", "--nofile=48:48", "--"],
-        &["--max-connections", "1000"],
-    );
+    let broker = Broker::builder()
+        .wrapper(&["prlimit", "--nofile=48:48", "--"])
+        .args(&["--max-connections", "1000"])
+        .start();
     let mut served = Vec::new();
     let mut refused = 0;
     for _ in 0..80 {

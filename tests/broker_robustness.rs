@@ -5,37 +5,24 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
 
-use common::node::Node;
-use common::{Broker, Conn};
+use common::programs::{run, run_env};
+use common::{Broker, BROKER};
 
 #[test]
 fn the_broker_survives_its_stderr_closing() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--listen", "127.0.0.1:0", "--verbose"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start broker");
-    let addr = common::read_announcement(&mut child);
+    let mut broker = Broker::builder().args(&["--verbose"]).pipe_stderr().start();
     // Read a little of the log, then close the pipe, as `| head -c 300` does.
-    let mut stderr = child.stderr.take().expect("piped");
+    let mut stderr = broker.take_stderr();
     let mut first = [0u8; 64];
     stderr.read_exact(&mut first).expect("some log");
     drop(stderr);
-    let mut c = Conn::connect(addr);
+    let mut c = broker.connect();
     for _ in 0..200 {
         c.ping(); // each is logged by --verbose into the closed pipe
     }
     c.subscribe("still.alive");
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "broker exited"
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(broker.try_wait().is_none(), "broker exited");
 }
 
 #[test]
@@ -48,25 +35,20 @@ fn nonsense_settings_are_refused_at_start() {
         ("--link-backoff-max-ms", "0"),
         ("--log-level", "warning"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["--listen", "127.0.0.1:0", flag, value])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run broker");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        let (status, stdout, stderr) = run(BROKER, &["--listen", "127.0.0.1:0", flag, value]);
+        let stderr = stderr.join("\n");
+        assert_eq!(status.code(), Some(2), "{flag} {value}: {stderr}");
         assert!(stderr.contains(flag), "{flag}: {stderr}");
         assert!(stderr.contains("expected"), "{flag}: {stderr}");
-        assert!(out.stdout.is_empty(), "{flag} started listening");
+        assert!(stdout.is_empty(), "{flag} started listening");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_broker"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warning")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run broker");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RUST_LOG"));
+    let (status, _, stderr) = run_env(
+        BROKER,
+        &["--listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "warning")],
+    );
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.join("\n").contains("RUST_LOG"));
 }
 
 #[test]
@@ -88,7 +70,7 @@ fn small_positive_limits_still_start() {
 
 #[test]
 fn a_hello_name_cannot_forge_log_lines() {
-    let node = Node::any_port("hub", &["--verbose"]);
+    let node = Broker::named("hub", &["--verbose"]);
     let mut c = node.connect();
     c.send(r#"{"command":"HELLO","name":"x\n2026-01-01T00:00:00Z  INFO forged: admin logged in"}"#);
     c.expect_error("bad_field");

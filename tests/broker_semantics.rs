@@ -353,9 +353,10 @@ fn one_thousand_clients_connected_from_many_threads() {
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let ready = ready_tx.clone();
+            let addr = addr.clone();
             thread::spawn(move || {
                 let channel = format!("t.{t}");
-                let mut conns: Vec<Conn> = (0..PER_THREAD).map(|_| Conn::connect(addr)).collect();
+                let mut conns: Vec<Conn> = (0..PER_THREAD).map(|_| Conn::connect(&addr)).collect();
                 for c in &mut conns {
                     assert_eq!(c.subscribe(&channel), 1);
                 }

@@ -1,32 +1,32 @@
 //! Tests of the client library `pubsub::Client` against a real broker started on a free
 //! loopback port.
 //!
-//! Receives are bounded by `recv_timeout(WAIT)` as a failure guard; ordering is
+//! Receives are bounded by `recv_timeout(TIMEOUT)` as a failure guard; ordering is
 //! established with acknowledged publishes and `ping`, never with sleeps.
 
-mod support;
+mod common;
 
 use std::thread;
 
+use common::{Broker, TIMEOUT};
 use pubsub::protocol::ErrorCode;
 use pubsub::{Client, ClientError, Hello, Message};
-use support::{Broker, WAIT};
 
 fn connect(broker: &Broker) -> Client {
-    Client::connect(broker.addr.as_str()).expect("connect")
+    Client::connect(broker.addr().as_str()).expect("connect")
 }
 
-/// The next message, failing the test after [`WAIT`].
+/// The next message, failing the test after [`TIMEOUT`].
 fn next(client: &Client) -> Message {
     client
-        .recv_timeout(WAIT)
+        .recv_timeout(TIMEOUT)
         .expect("connection open")
-        .expect("a message within WAIT")
+        .expect("a message within TIMEOUT")
 }
 
 #[test]
 fn hello_gets_welcome() {
-    let broker = Broker::start_with(&["--name", "test-broker"]);
+    let broker = Broker::start(&["--name", "test-broker"]);
     let client = connect(&broker);
     let welcome = client.hello(&Hello::new().name("tester")).expect("hello");
     assert_eq!(welcome.server, "test-broker");
@@ -38,7 +38,7 @@ fn hello_gets_welcome() {
 
 #[test]
 fn subscribe_then_recv_what_another_client_publishes() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let sub = connect(&broker);
     assert_eq!(sub.subscribe("news").expect("subscribe"), 1);
     assert_eq!(sub.subscribe("sports.*").expect("subscribe"), 2);
@@ -58,7 +58,7 @@ fn subscribe_then_recv_what_another_client_publishes() {
 
 #[test]
 fn publish_returns_the_number_of_receivers() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let publisher = connect(&broker);
     assert_eq!(publisher.publish("news", &1).expect("publish"), 0);
     let a = connect(&broker);
@@ -75,7 +75,7 @@ fn publish_returns_the_number_of_receivers() {
 
 #[test]
 fn publish_raw_keeps_the_json_text() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let sub = connect(&broker);
     sub.subscribe("raw").expect("subscribe");
     let publisher = connect(&broker);
@@ -91,7 +91,7 @@ fn publish_raw_keeps_the_json_text() {
 
 #[test]
 fn publish_no_ack_is_delivered() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let sub = connect(&broker);
     sub.subscribe("fast").expect("subscribe");
     let publisher = connect(&broker);
@@ -107,15 +107,15 @@ fn publish_no_ack_is_delivered() {
 
 #[test]
 fn ping_measures_a_round_trip() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     let rtt = client.ping().expect("ping");
-    assert!(rtt < WAIT);
+    assert!(rtt < TIMEOUT);
 }
 
 #[test]
 fn recv_timeout_returns_none_when_nothing_comes() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     client.subscribe("quiet").expect("subscribe");
     // Everything published before the PONG is already queued; nothing was.
@@ -129,7 +129,7 @@ fn recv_timeout_returns_none_when_nothing_comes() {
 
 #[test]
 fn echo_false_skips_own_messages() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     client.hello(&Hello::new().echo(false)).expect("hello");
     client.subscribe("self").expect("subscribe");
@@ -140,7 +140,7 @@ fn echo_false_skips_own_messages() {
 
 #[test]
 fn broker_error_surfaces_with_its_code_and_the_connection_keeps_working() {
-    let broker = Broker::start_with(&["--max-subscriptions", "1"]);
+    let broker = Broker::start(&["--max-subscriptions", "1"]);
     let client = connect(&broker);
     client.subscribe("a").expect("first subscription");
     let err = client.subscribe("b").expect_err("over the limit");
@@ -156,13 +156,13 @@ fn broker_error_surfaces_with_its_code_and_the_connection_keeps_working() {
 
 #[test]
 fn wrong_token_is_unauthorized_then_closed() {
-    let broker = Broker::start_with(&["--token", "s3cret"]);
+    let broker = Broker::start(&["--token", "s3cret"]);
     let client = connect(&broker);
     let err = client
         .hello(&Hello::new().token("wrong"))
         .expect_err("unauthorized");
     assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err:?}");
-    let err = client.recv_timeout(WAIT).expect_err("closed");
+    let err = client.recv_timeout(TIMEOUT).expect_err("closed");
     assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
 
     let good = connect(&broker);
@@ -172,7 +172,7 @@ fn wrong_token_is_unauthorized_then_closed() {
 
 #[test]
 fn bad_channels_are_refused_before_sending() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     assert!(matches!(
         client.subscribe("a..b"),
@@ -188,7 +188,7 @@ fn bad_channels_are_refused_before_sending() {
 #[test]
 fn one_thread_receives_while_another_publishes_in_order() {
     const COUNT: u64 = 1_000;
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     client.subscribe("seq").expect("subscribe");
     let publisher = client.clone();
@@ -206,11 +206,11 @@ fn one_thread_receives_while_another_publishes_in_order() {
 
 #[test]
 fn a_closed_connection_is_reported_as_closed() {
-    let mut broker = Broker::start();
+    let mut broker = Broker::start(&[]);
     let client = connect(&broker);
     client.subscribe("news").expect("subscribe");
     broker.kill();
-    let err = client.recv_timeout(WAIT).expect_err("closed");
+    let err = client.recv_timeout(TIMEOUT).expect_err("closed");
     assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
     let err = client.publish("news", "late").expect_err("closed");
     assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
@@ -219,7 +219,7 @@ fn a_closed_connection_is_reported_as_closed() {
 
 #[test]
 fn close_ends_every_clone() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let client = connect(&broker);
     let reader = client.clone();
     let waiter = thread::spawn(move || reader.recv());
@@ -235,7 +235,7 @@ fn close_ends_every_clone() {
 
 #[test]
 fn too_large_frame_closes_with_frame_too_large() {
-    let broker = Broker::start_with(&["--max-frame", "1024"]);
+    let broker = Broker::start(&["--max-frame", "1024"]);
     let client = connect(&broker);
     let big = "x".repeat(4096);
     let err = client.publish("big", &big).expect_err("too large");
@@ -247,7 +247,7 @@ fn too_large_frame_closes_with_frame_too_large() {
 /// followed by the close) must be kept as the reason.
 #[test]
 fn refused_at_max_connections_is_closed_with_reason_limit_not_none() {
-    let broker = Broker::start_with(&["--max-connections", "1"]);
+    let broker = Broker::start(&["--max-connections", "1"]);
     let first = connect(&broker);
     // Its reply shows the broker admitted it, so the next connection is over the limit.
     first.ping().expect("the first connection is admitted");
@@ -261,7 +261,7 @@ fn refused_at_max_connections_is_closed_with_reason_limit_not_none() {
     );
     assert_eq!(err.code(), Some(ErrorCode::Limit));
     // Every later call sees the same reason.
-    let err = refused.recv_timeout(WAIT).expect_err("closed");
+    let err = refused.recv_timeout(TIMEOUT).expect_err("closed");
     assert_eq!(err.code(), Some(ErrorCode::Limit), "{err:?}");
     first.ping().expect("the admitted connection is unaffected");
 }

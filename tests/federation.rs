@@ -7,15 +7,15 @@
 
 mod common;
 
-use common::node::{free_port, read_until_end, subscriber, wait_interest, wait_until, Node};
-use common::Conn;
+use common::federation::{read_until_end, subscriber, wait_interest};
+use common::{unused_addr, wait_until, Broker, Conn};
 
 #[test]
 fn hub_with_three_leaves_delivers_everywhere_exactly_once() {
-    let hub = Node::any_port("hub", &[]);
-    let leaves: Vec<Node> = ["leaf-a", "leaf-b", "leaf-c"]
+    let hub = Broker::named("hub", &[]);
+    let leaves: Vec<Broker> = ["leaf-a", "leaf-b", "leaf-c"]
         .iter()
-        .map(|n| Node::any_port(n, &["--upstream", &hub.addr()]))
+        .map(|n| Broker::named(n, &["--upstream", &hub.addr()]))
         .collect();
     let mut subs: Vec<Conn> = leaves.iter().map(|l| subscriber(l, "news")).collect();
     let mut at_hub = subscriber(&hub, "news");
@@ -44,10 +44,10 @@ fn hub_with_three_leaves_delivers_everywhere_exactly_once() {
 #[test]
 fn tree_of_depth_three_with_wildcards() {
     // top <- mid <- low, and side <- top.
-    let top = Node::any_port("top", &[]);
-    let mid = Node::any_port("mid", &["--upstream", &top.addr()]);
-    let low = Node::any_port("low", &["--upstream", &mid.addr()]);
-    let side = Node::any_port("side", &["--upstream", &top.addr()]);
+    let top = Broker::named("top", &[]);
+    let mid = Broker::named("mid", &["--upstream", &top.addr()]);
+    let low = Broker::named("low", &["--upstream", &mid.addr()]);
+    let side = Broker::named("side", &["--upstream", &top.addr()]);
     let mut star = subscriber(&low, "sensors.*.temp");
     let mut tail = subscriber(&side, "sensors.>");
     let mut exact = subscriber(&mid, "sensors.kitchen.temp");
@@ -68,8 +68,8 @@ fn tree_of_depth_three_with_wildcards() {
 
 #[test]
 fn unsubscribe_withdraws_interest_and_traffic_stops() {
-    let hub = Node::any_port("hub", &[]);
-    let leaf = Node::any_port("leaf", &["--upstream", &hub.addr()]);
+    let hub = Broker::named("hub", &[]);
+    let leaf = Broker::named("leaf", &["--upstream", &hub.addr()]);
     let mut s = subscriber(&leaf, "orders.>");
     wait_interest(&hub, "leaf", 1);
     let mut p = hub.connect();
@@ -96,9 +96,9 @@ fn unsubscribe_withdraws_interest_and_traffic_stops() {
 
 #[test]
 fn publisher_order_survives_two_hops() {
-    let hub = Node::any_port("hub", &[]);
-    let a = Node::any_port("a", &["--upstream", &hub.addr()]);
-    let b = Node::any_port("b", &["--upstream", &hub.addr()]);
+    let hub = Broker::named("hub", &[]);
+    let a = Broker::named("a", &["--upstream", &hub.addr()]);
+    let b = Broker::named("b", &["--upstream", &hub.addr()]);
     let mut s = subscriber(&b, "seq");
     wait_interest(&hub, "b", 1);
     wait_interest(&a, "hub", 1);
@@ -120,12 +120,12 @@ fn publisher_order_survives_two_hops() {
 #[test]
 fn cycle_of_three_delivers_once_and_traffic_stays_bounded() {
     // a -> b -> c -> a: a misconfiguration with a loop.
-    let pa = free_port();
-    let pb = free_port();
-    let pc = free_port();
-    let a = Node::start("a", &pa, &["--upstream", &pb]);
-    let b = Node::start("b", &pb, &["--upstream", &pc]);
-    let c = Node::start("c", &pc, &["--upstream", &pa]);
+    let pa = unused_addr();
+    let pb = unused_addr();
+    let pc = unused_addr();
+    let a = Broker::named_on("a", &pa, &["--upstream", &pb]);
+    let b = Broker::named_on("b", &pb, &["--upstream", &pc]);
+    let c = Broker::named_on("c", &pc, &["--upstream", &pa]);
     let mut sa = subscriber(&a, "loop");
     let mut sb = subscriber(&b, "loop");
     let mut sc = subscriber(&c, "loop");
@@ -172,16 +172,16 @@ fn cycle_of_three_delivers_once_and_traffic_stays_bounded() {
 
 #[test]
 fn hub_killed_and_restarted_restores_delivery() {
-    let hub_addr = free_port();
-    let mut hub = Node::start("hub", &hub_addr, &[]);
+    let hub_addr = unused_addr();
+    let mut hub = Broker::named_on("hub", &hub_addr, &[]);
     let fast = [
         "--upstream",
         hub_addr.as_str(),
         "--link-backoff-max-ms",
         "200",
     ];
-    let a = Node::any_port("a", &fast);
-    let b = Node::any_port("b", &fast);
+    let a = Broker::named("a", &fast);
+    let b = Broker::named("b", &fast);
     let mut s = subscriber(&b, "alerts");
     wait_interest(&hub, "b", 1);
     wait_interest(&a, "hub", 1);
@@ -195,7 +195,7 @@ fn hub_killed_and_restarted_restores_delivery() {
     assert_eq!(p.publish("alerts", "\"local\""), 1);
     assert_eq!(local.expect_message("alerts"), "\"local\"");
 
-    let hub = Node::start("hub", &hub_addr, &[]);
+    let hub = Broker::named_on("hub", &hub_addr, &[]);
     wait_interest(&hub, "b", 1);
     wait_interest(&hub, "a", 1);
     wait_interest(&a, "hub", 1);
@@ -206,9 +206,9 @@ fn hub_killed_and_restarted_restores_delivery() {
 
 #[test]
 fn echo_false_holds_across_links() {
-    let hub = Node::any_port("hub", &[]);
-    let a = Node::any_port("a", &["--upstream", &hub.addr()]);
-    let b = Node::any_port("b", &["--upstream", &hub.addr()]);
+    let hub = Broker::named("hub", &[]);
+    let a = Broker::named("a", &["--upstream", &hub.addr()]);
+    let b = Broker::named("b", &["--upstream", &hub.addr()]);
     let mut me = a.connect();
     me.hello(r#","echo":false"#);
     me.subscribe("room");
@@ -229,14 +229,14 @@ fn echo_false_holds_across_links() {
 
 #[test]
 fn refuses_links_to_itself_and_duplicate_names() {
-    let port = free_port();
-    let selfish = Node::start("loner", &port, &["--upstream", &port]);
+    let port = unused_addr();
+    let selfish = Broker::named_on("loner", &port, &["--upstream", &port]);
     selfish.wait_log("refusing link");
 
-    let hub = Node::any_port("hub", &[]);
-    let _first = Node::any_port("twin", &["--upstream", &hub.addr()]);
+    let hub = Broker::named("hub", &[]);
+    let _first = Broker::named("twin", &["--upstream", &hub.addr()]);
     wait_until("first twin linked", || hub.link("twin").is_some());
-    let _second = Node::any_port("twin", &["--upstream", &hub.addr()]);
+    let _second = Broker::named("twin", &["--upstream", &hub.addr()]);
     hub.wait_log("a link from a broker named 'twin' is already up");
     // The first link is unaffected.
     assert!(hub.link("twin").is_some());
@@ -246,7 +246,7 @@ fn refuses_links_to_itself_and_duplicate_names() {
 
 #[test]
 fn plain_clients_cannot_send_broker_frames() {
-    let hub = Node::any_port("hub", &[]);
+    let hub = Broker::named("hub", &[]);
     let mut c = hub.connect();
     for frame in [
         r#"{"command":"ROUTE","channel":"x","seq":1,"path":["evil"],"message":1}"#,

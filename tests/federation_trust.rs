@@ -4,59 +4,18 @@
 
 mod common;
 
-use common::node::{read_until_end, subscriber, wait_interest, wait_until, Node};
-use common::{json_str, raw_field, Conn};
-
-/// A hand-driven link: a plain socket that said `HELLO` with `link: true`.
-struct FakeLink {
-    conn: Conn,
-}
-
-impl FakeLink {
-    /// Opens a link to `node` as broker `name`, presenting `token` if given.
-    fn open(node: &Node, name: &str, token: Option<&str>) -> FakeLink {
-        let mut conn = node.connect();
-        let token = token.map_or(String::new(), |t| format!(r#","token":{}"#, json_str(t)));
-        conn.send(&format!(
-            r#"{{"command":"HELLO","name":"{name}","echo":false,"link":true{token}}}"#
-        ));
-        conn.expect("WELCOME");
-        FakeLink { conn }
-    }
-
-    /// Sends a `ROUTE`.
-    fn route(&mut self, channel: &str, seq: u64, path: &str, message: &str) {
-        self.conn.send(&format!(
-            r#"{{"command":"ROUTE","channel":"{channel}","seq":{seq},"path":{path},"message":{message}}}"#
-        ));
-    }
-
-    /// PING, skipping the `INTEREST` frames the broker sends meanwhile: every frame
-    /// sent before has been handled.
-    fn sync(&mut self) {
-        self.conn.send(r#"{"command":"PING"}"#);
-        loop {
-            let v = self.conn.recv();
-            if v["command"] == "PONG" {
-                return;
-            }
-            assert!(
-                v["command"] == "INTEREST" || v["command"] == "NOINTEREST",
-                "unexpected frame on a link: {v}"
-            );
-        }
-    }
-}
+use common::federation::{read_until_end, subscriber, wait_interest, FakeLink};
+use common::{raw_field, wait_until, Broker, Conn};
 
 /// Hub, leaf-a and leaf-b, with a subscriber to `news` on leaf-b whose interest has
 /// reached the hub.
-fn hub_and_two_leaves(args: &[&str]) -> (Node, Node, Node, Conn) {
-    let hub = Node::any_port("hub", args);
+fn hub_and_two_leaves(args: &[&str]) -> (Broker, Broker, Broker, Conn) {
+    let hub = Broker::named("hub", args);
     let hub_addr = hub.addr();
     let mut leaf_args = vec!["--upstream", hub_addr.as_str()];
     leaf_args.extend_from_slice(args);
-    let a = Node::any_port("leaf-a", &leaf_args);
-    let b = Node::any_port("leaf-b", &leaf_args);
+    let a = Broker::named("leaf-a", &leaf_args);
+    let b = Broker::named("leaf-b", &leaf_args);
     let sub = subscriber(&b, "news");
     wait_interest(&hub, "leaf-b", 1);
     wait_interest(&a, "hub", 1);
@@ -86,7 +45,7 @@ fn a_forged_far_ahead_seq_does_not_silence_an_origin() {
 
 #[test]
 fn a_link_may_not_speak_for_a_path_that_does_not_end_at_it() {
-    let hub = Node::any_port("hub", &[]);
+    let hub = Broker::named("hub", &[]);
     let mut sub = subscriber(&hub, "news");
     let mut mallory = FakeLink::open(&hub, "mallory", None);
     mallory
@@ -103,7 +62,7 @@ fn a_link_may_not_speak_for_a_path_that_does_not_end_at_it() {
 
 #[test]
 fn a_restarted_origin_counting_from_lower_numbers_is_delivered() {
-    let hub = Node::any_port("hub", &[]);
+    let hub = Broker::named("hub", &[]);
     let mut sub = subscriber(&hub, "news");
     let mut first = FakeLink::open(&hub, "leaf-x", None);
     first.route("news", 1_000_000, r#"["leaf-x"]"#, "1");
@@ -123,7 +82,7 @@ fn a_restarted_origin_counting_from_lower_numbers_is_delivered() {
 
 #[test]
 fn with_a_token_only_a_holder_becomes_a_link() {
-    let hub = Node::any_port("hub", &["--token", "T"]);
+    let hub = Broker::named("hub", &["--token", "T"]);
     let mut c = hub.connect();
     c.send(r#"{"command":"HELLO","name":"mallory","echo":false,"link":true}"#);
     c.expect_error("unauthorized");
@@ -135,7 +94,7 @@ fn with_a_token_only_a_holder_becomes_a_link() {
 #[test]
 fn with_a_link_token_client_tokens_do_not_open_links() {
     let args = ["--token", "client-secret", "--link-token", "link-secret"];
-    let hub = Node::any_port("hub", &args);
+    let hub = Broker::named("hub", &args);
     let mut c = hub.connect();
     c.send(r#"{"command":"HELLO","name":"m","link":true,"token":"client-secret"}"#);
     c.expect_error("unauthorized");
@@ -147,7 +106,7 @@ fn with_a_link_token_client_tokens_do_not_open_links() {
     wrong.send(r#"{"command":"HELLO","token":"link-secret"}"#);
     wrong.expect_error("unauthorized");
     // A real leaf presents --link-token on its link (its default upstream token).
-    let leaf = Node::any_port(
+    let leaf = Broker::named(
         "leaf",
         &["--upstream", &hub.addr(), "--link-token", "link-secret"],
     );
@@ -195,12 +154,12 @@ fn a_max_size_message_crosses_two_hops_byte_identical() {
 
 #[test]
 fn a_message_too_large_for_a_peer_is_skipped_and_the_link_stays_up() {
-    let hub = Node::any_port("hub", &["--max-frame", "65536"]);
-    let a = Node::any_port(
+    let hub = Broker::named("hub", &["--max-frame", "65536"]);
+    let a = Broker::named(
         "leaf-a",
         &["--upstream", &hub.addr(), "--max-frame", "65536"],
     );
-    let b = Node::any_port(
+    let b = Broker::named(
         "leaf-b",
         &["--upstream", &hub.addr(), "--max-frame", "4096"],
     );
@@ -226,7 +185,7 @@ fn a_message_too_large_for_a_peer_is_skipped_and_the_link_stays_up() {
 
 #[test]
 fn clients_are_not_told_about_the_link_protocol() {
-    let hub = Node::any_port("hub", &[]);
+    let hub = Broker::named("hub", &[]);
     let mut c = hub.connect();
     for frame in [
         r#"{"command":"WELCOME","id":1}"#,

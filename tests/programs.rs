@@ -2,52 +2,13 @@
 //! broker started on a free loopback port.
 //!
 //! Each test waits on what the programs print (`subscribed to news` on stderr, a message
-//! line on stdout), never on the clock; see `tests/support`.
+//! line on stdout), never on the clock; see `tests/common`.
 
-mod support;
+mod common;
 
+use common::programs::{chat, client_pub, client_sub, run};
+use common::{unused_addr, Broker, Program, CHAT, CLIENT, PUBLISHER};
 use serde_json::Value;
-use support::{run, unused_addr, Broker, Program};
-
-const CLIENT: &str = env!("CARGO_BIN_EXE_client");
-const PUBLISHER: &str = env!("CARGO_BIN_EXE_publisher");
-const CHAT: &str = env!("CARGO_BIN_EXE_chat");
-
-/// Starts `client sub` on `channels` with `extra` flags and waits until the broker has
-/// confirmed every subscription.
-fn subscriber(broker: &Broker, channels: &[&str], extra: &[&str]) -> Program {
-    let mut args = vec!["--addr", broker.addr.as_str(), "sub"];
-    args.extend_from_slice(channels);
-    args.extend_from_slice(extra);
-    let mut sub = Program::spawn(CLIENT, &args);
-    for channel in channels {
-        let want = format!("subscribed to {channel}");
-        sub.stderr.wait_for(|l| l == want);
-    }
-    sub
-}
-
-/// Runs `client pub CHANNEL MESSAGE` and returns its one line of output.
-fn publish(broker: &Broker, channel: &str, message: &str) -> String {
-    let (status, out, err) = run(CLIENT, &["--addr", &broker.addr, "pub", channel, message]);
-    assert!(status.success(), "client pub failed: {err:?}");
-    assert_eq!(out.len(), 1, "{out:?}");
-    out[0].clone()
-}
-
-/// Starts `chat` and waits until it has joined every room.
-fn chat(broker: &Broker, name: &str, rooms: &[&str]) -> Program {
-    let mut args = vec!["--addr", broker.addr.as_str(), "--name", name];
-    for room in rooms {
-        args.extend_from_slice(&["--room", room]);
-    }
-    let mut program = Program::spawn(CHAT, &args);
-    for room in rooms {
-        let want = format!("* joined {room}");
-        program.stderr.wait_for(|l| l == want);
-    }
-    program
-}
 
 /// `[HH:MM:SS] rest` -> `rest`, checking the clock's shape.
 fn strip_clock(line: &str) -> &str {
@@ -71,14 +32,14 @@ fn strip_clock(line: &str) -> &str {
 
 #[test]
 fn sub_prints_messages_published_by_pub() {
-    let broker = Broker::start();
-    let mut sub = subscriber(&broker, &["news"], &["--count", "2"]);
+    let broker = Broker::start(&[]);
+    let mut sub = client_sub(&broker, &["news"], &["--count", "2"]);
     assert_eq!(
-        publish(&broker, "news", "\"hello\""),
+        client_pub(&broker, "news", "\"hello\""),
         "published to 1 receiver"
     );
     assert_eq!(
-        publish(
+        client_pub(
             &broker,
             "news",
             r#"{"n": 1.0, "big": 123456789012345678901234567890}"#
@@ -97,12 +58,12 @@ fn sub_prints_messages_published_by_pub() {
 
 #[test]
 fn sub_json_lines_parse_and_keep_the_message() {
-    let broker = Broker::start();
-    let mut sub = subscriber(&broker, &["news", "sensors.>"], &["--json", "--count", "3"]);
+    let broker = Broker::start(&[]);
+    let mut sub = client_sub(&broker, &["news", "sensors.>"], &["--json", "--count", "3"]);
     // Not JSON, so sent as a string.
-    publish(&broker, "news", "hello world");
-    publish(&broker, "sensors.kitchen.temp", "21.50");
-    publish(&broker, "news", r#"{"tab":"a\tb","e":"\u00e9"}"#);
+    client_pub(&broker, "news", "hello world");
+    client_pub(&broker, "sensors.kitchen.temp", "21.50");
+    client_pub(&broker, "news", r#"{"tab":"a\tb","e":"\u00e9"}"#);
     let lines = sub.stdout.rest();
     assert!(sub.wait().success());
     let parsed: Vec<Value> = lines
@@ -132,19 +93,19 @@ fn sub_json_lines_parse_and_keep_the_message() {
 
 #[test]
 fn pub_prints_the_receiver_count() {
-    let broker = Broker::start();
-    assert_eq!(publish(&broker, "news", "1"), "published to 0 receivers");
-    let _a = subscriber(&broker, &["news"], &[]);
-    let _b = subscriber(&broker, &["news.*", "news"], &[]);
-    assert_eq!(publish(&broker, "news", "2"), "published to 2 receivers");
+    let broker = Broker::start(&[]);
+    assert_eq!(client_pub(&broker, "news", "1"), "published to 0 receivers");
+    let _a = client_sub(&broker, &["news"], &[]);
+    let _b = client_sub(&broker, &["news.*", "news"], &[]);
+    assert_eq!(client_pub(&broker, "news", "2"), "published to 2 receivers");
 }
 
 #[test]
 fn ping_prints_the_round_trip_time() {
-    let broker = Broker::start();
-    let (status, out, err) = run(CLIENT, &["--addr", &broker.addr, "ping"]);
+    let broker = Broker::start(&[]);
+    let (status, out, err) = run(CLIENT, &["--addr", &broker.addr(), "ping"]);
     assert!(status.success(), "{err:?}");
-    let prefix = format!("pong from {} in ", broker.addr);
+    let prefix = format!("pong from {} in ", broker.addr());
     let ms = out[0]
         .strip_prefix(&prefix)
         .and_then(|rest| rest.strip_suffix(" ms"))
@@ -154,13 +115,13 @@ fn ping_prints_the_round_trip_time() {
 
 #[test]
 fn publisher_delivers_sequenced_messages() {
-    let broker = Broker::start();
-    let mut sub = subscriber(&broker, &["news", "sports"], &["--json", "--count", "6"]);
+    let broker = Broker::start(&[]);
+    let mut sub = client_sub(&broker, &["news", "sports"], &["--json", "--count", "6"]);
     let (status, out, err) = run(
         PUBLISHER,
         &[
             "--addr",
-            &broker.addr,
+            &broker.addr(),
             "--count",
             "3",
             "--interval",
@@ -206,7 +167,7 @@ fn publisher_rejects_a_bad_interval() {
 
 #[test]
 fn two_chats_talk_and_do_not_echo_their_own_lines() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let mut alice = chat(&broker, "alice", &["lobby"]);
     let mut bob = chat(&broker, "bob", &["lobby"]);
 
@@ -229,7 +190,7 @@ fn two_chats_talk_and_do_not_echo_their_own_lines() {
 
 #[test]
 fn chat_join_and_leave_switch_rooms() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let mut alice = chat(&broker, "alice", &["lobby"]);
     let mut bob = chat(&broker, "bob", &["lobby"]);
 
@@ -261,9 +222,9 @@ fn chat_join_and_leave_switch_rooms() {
 
 #[test]
 fn chat_sends_piped_lines_as_json_and_quits_at_eof() {
-    let broker = Broker::start();
-    let mut sub = subscriber(&broker, &["chat.lobby"], &["--json", "--count", "2"]);
-    let mut bot = Program::spawn(CHAT, &["--addr", &broker.addr, "--name", "bot"]);
+    let broker = Broker::start(&[]);
+    let mut sub = client_sub(&broker, &["chat.lobby"], &["--json", "--count", "2"]);
+    let mut bot = Program::spawn(CHAT, &["--addr", &broker.addr(), "--name", "bot"]);
     bot.send_line("first line");
     bot.send_line("/rooms");
     bot.send_line("//slash");
@@ -286,9 +247,9 @@ fn chat_sends_piped_lines_as_json_and_quits_at_eof() {
 
 #[test]
 fn chat_shows_foreign_messages_with_an_unknown_sender() {
-    let broker = Broker::start();
+    let broker = Broker::start(&[]);
     let mut alice = chat(&broker, "alice", &["lobby"]);
-    publish(&broker, "chat.lobby", "plain text");
+    client_pub(&broker, "chat.lobby", "plain text");
     let line = alice.stdout.next_line().expect("line");
     assert_eq!(strip_clock(&line), "?: plain text");
 }
@@ -326,15 +287,15 @@ fn unreachable_broker_is_a_clear_error() {
 
 #[test]
 fn token_is_sent_in_hello() {
-    let broker = Broker::start_with(&["--token", "s3cret"]);
-    let (status, _, err) = run(CLIENT, &["--addr", &broker.addr, "pub", "news", "1"]);
+    let broker = Broker::start(&["--token", "s3cret"]);
+    let (status, _, err) = run(CLIENT, &["--addr", &broker.addr(), "pub", "news", "1"]);
     assert_eq!(status.code(), Some(1));
     assert!(err.join("\n").contains("unauthorized"), "{err:?}");
     let (status, out, err) = run(
         CLIENT,
         &[
             "--addr",
-            &broker.addr,
+            &broker.addr(),
             "--token",
             "s3cret",
             "pub",
@@ -348,8 +309,8 @@ fn token_is_sent_in_hello() {
 
 #[test]
 fn pub_to_a_wildcard_is_refused() {
-    let broker = Broker::start();
-    let (status, _, err) = run(CLIENT, &["--addr", &broker.addr, "pub", "news.*", "1"]);
+    let broker = Broker::start(&[]);
+    let (status, _, err) = run(CLIENT, &["--addr", &broker.addr(), "pub", "news.*", "1"]);
     assert_eq!(status.code(), Some(1));
     assert!(
         err[0].starts_with("client: cannot publish to news.*"),
@@ -359,8 +320,8 @@ fn pub_to_a_wildcard_is_refused() {
 
 #[test]
 fn sub_exits_with_an_error_when_the_broker_goes_away() {
-    let mut broker = Broker::start();
-    let mut sub = subscriber(&broker, &["news"], &[]);
+    let mut broker = Broker::start(&[]);
+    let mut sub = client_sub(&broker, &["news"], &[]);
     broker.kill();
     let status = sub.wait();
     assert_eq!(status.code(), Some(1));

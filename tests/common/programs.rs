@@ -1,76 +1,14 @@
-//! Harness for `tests/programs.rs` and `tests/client_lib.rs`: starts the real `broker`
-//! binary on a free loopback port and runs programs whose output is read line by line on
-//! background threads.
-//!
-//! Tests synchronise only on what processes print (`listening on ADDR`, `subscribed to
-//! news`, a chat line). [`WAIT`] is a failure guard, never a pacing device: when it
-//! expires the test fails and shows everything the process printed so far.
-
-// Each test crate that includes this module uses a different part of it.
-#![allow(dead_code)]
+//! Programs under test (`client`, `publisher`, `chat`, and the broker run to completion
+//! for its start-up errors): output read line by line on background threads, so tests
+//! synchronise only on what a process prints (`subscribed to news`, a chat line).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long any single expected event may take before the test fails. Generous: CI
-/// machines are slow and several test binaries run at once.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// A broker process on `127.0.0.1:<free port>`, killed when dropped.
-pub struct Broker {
-    child: Child,
-    /// The address it listens on, from its `listening on ADDR` line.
-    pub addr: String,
-}
-
-impl Broker {
-    /// Starts a broker with default settings.
-    pub fn start() -> Broker {
-        Broker::start_with(&[])
-    }
-
-    /// Starts a broker with extra flags (`--token`, `--max-frame`, ...).
-    pub fn start_with(args: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start broker");
-        let stdout = child.stdout.take().expect("broker stdout");
-        let mut lines = Lines::spawn(stdout);
-        let line = lines.wait_for(|l| l.starts_with("listening on "));
-        let addr = line["listening on ".len()..].trim().to_string();
-        // `lines` keeps draining stdout on its thread until the broker exits.
-        Broker { child, addr }
-    }
-
-    /// Stops the broker now (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A loopback address where nothing listens: bound, then released.
-pub fn unused_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local addr").to_string();
-    drop(listener);
-    addr
-}
+use super::{wait_exit, Broker, CHAT, CLIENT, TIMEOUT};
 
 /// The lines of one output stream, read on a background thread.
 pub struct Lines {
@@ -98,12 +36,12 @@ impl Lines {
         }
     }
 
-    /// The next line, `None` at end of stream. Panics after [`WAIT`].
+    /// The next line, `None` at end of stream. Panics after [`TIMEOUT`].
     pub fn next_line(&mut self) -> Option<String> {
         if self.eof {
             return None;
         }
-        match self.rx.recv_timeout(WAIT) {
+        match self.rx.recv_timeout(TIMEOUT) {
             Ok(line) => {
                 self.seen.push(line.clone());
                 Some(line)
@@ -113,14 +51,14 @@ impl Lines {
                 None
             }
             Err(RecvTimeoutError::Timeout) => {
-                panic!("no line within {WAIT:?}; seen so far: {:#?}", self.seen)
+                panic!("no line within {TIMEOUT:?}; seen so far: {:#?}", self.seen)
             }
         }
     }
 
-    /// Skips lines until one matches; panics at end of stream or after [`WAIT`].
+    /// Skips lines until one matches; panics at end of stream or after [`TIMEOUT`].
     pub fn wait_for(&mut self, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
@@ -135,7 +73,7 @@ impl Lines {
                     panic!("stream ended before the line; seen: {:#?}", self.seen)
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("line not seen within {WAIT:?}; seen: {:#?}", self.seen)
+                    panic!("line not seen within {TIMEOUT:?}; seen: {:#?}", self.seen)
                 }
             }
         }
@@ -153,7 +91,7 @@ impl Lines {
 
 /// A running program with piped stdin, stdout and stderr; killed when dropped.
 pub struct Program {
-    child: Child,
+    child: Option<Child>,
     stdin: Option<ChildStdin>,
     /// Its stdout.
     pub stdout: Lines,
@@ -164,8 +102,14 @@ pub struct Program {
 impl Program {
     /// Starts `exe` with `args`.
     pub fn spawn(exe: &str, args: &[&str]) -> Program {
+        Program::spawn_env(exe, args, &[])
+    }
+
+    /// Starts `exe` with `args` and extra environment variables.
+    pub fn spawn_env(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Program {
         let mut child = Command::new(exe)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -175,7 +119,7 @@ impl Program {
         let stderr = Lines::spawn(child.stderr.take().expect("stderr"));
         Program {
             stdin: child.stdin.take(),
-            child,
+            child: Some(child),
             stdout,
             stderr,
         }
@@ -193,39 +137,79 @@ impl Program {
         self.stdin = None;
     }
 
-    /// Waits for it to exit; panics after [`WAIT`].
+    /// Waits for it to exit; panics after [`TIMEOUT`].
     pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "still running after {WAIT:?}; stdout: {:#?}; stderr: {:#?}",
-                    self.stdout.seen, self.stderr.seen
-                );
-            }
-            // Polling the exit status; the deadline above is the real bound.
-            thread::sleep(Duration::from_millis(10));
-        }
+        let child = self.child.take().expect("program already waited for");
+        let (out, err) = (&self.stdout.seen, &self.stderr.seen);
+        wait_exit(child, "the program", || {
+            format!("stdout: {out:#?}; stderr: {err:#?}")
+        })
     }
 }
 
 impl Drop for Program {
     fn drop(&mut self) {
         self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 /// Runs a program to completion with empty stdin: (status, stdout lines, stderr lines).
 pub fn run(exe: &str, args: &[&str]) -> (ExitStatus, Vec<String>, Vec<String>) {
-    let mut program = Program::spawn(exe, args);
+    run_env(exe, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_env(
+    exe: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, Vec<String>, Vec<String>) {
+    let mut program = Program::spawn_env(exe, args, env);
     program.close_stdin();
     let stdout = program.stdout.rest();
     let stderr = program.stderr.rest();
     let status = program.wait();
     (status, stdout, stderr)
+}
+
+/// Starts `client sub` on `channels` with `extra` flags and waits until the broker has
+/// confirmed every subscription.
+pub fn client_sub(broker: &Broker, channels: &[&str], extra: &[&str]) -> Program {
+    let addr = broker.addr();
+    let mut args = vec!["--addr", addr.as_str(), "sub"];
+    args.extend_from_slice(channels);
+    args.extend_from_slice(extra);
+    let mut sub = Program::spawn(CLIENT, &args);
+    for channel in channels {
+        let want = format!("subscribed to {channel}");
+        sub.stderr.wait_for(|l| l == want);
+    }
+    sub
+}
+
+/// Runs `client pub CHANNEL MESSAGE` and returns its one line of output.
+pub fn client_pub(broker: &Broker, channel: &str, message: &str) -> String {
+    let (status, out, err) = run(CLIENT, &["--addr", &broker.addr(), "pub", channel, message]);
+    assert!(status.success(), "client pub failed: {err:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
+    out[0].clone()
+}
+
+/// Starts `chat` and waits until it has joined every room.
+pub fn chat(broker: &Broker, name: &str, rooms: &[&str]) -> Program {
+    let addr = broker.addr();
+    let mut args = vec!["--addr", addr.as_str(), "--name", name];
+    for room in rooms {
+        args.extend_from_slice(&["--room", room]);
+    }
+    let mut program = Program::spawn(CHAT, &args);
+    for room in rooms {
+        let want = format!("* joined {room}");
+        program.stderr.wait_for(|l| l == want);
+    }
+    program
 }
