@@ -22,10 +22,12 @@ from pubsub_client import (
     Message,
     NotConnectedError,
     SlowConsumer,
+    Stale,
     SubscriptionClosed,
     Unauthorized,
     UnknownCommand,
 )
+from pubsub_client.errors import error_from_frame
 
 E = TypeVar("E", bound=Exception)
 
@@ -250,6 +252,26 @@ def test_slow_consumer_at_the_broker(broker_factory: BrokerFactory) -> None:
         release.set()
         assert lost.wait(WAIT)
         assert isinstance(errors.wait(SlowConsumer), SlowConsumer)
+
+
+def test_stale_unfinished_frame_closes(broker_factory: BrokerFactory) -> None:
+    b = broker_factory("--frame-timeout", "200ms")
+    errors = Errors()
+    lost = threading.Event()
+    with connect(b, on_error=errors, reconnect=False, on_disconnect=lambda r: lost.set()) as c:
+        raw_send(c, b'{"command":"PI')  # and never the rest
+        assert errors.wait(Stale).code == "stale"
+        assert lost.wait(WAIT)
+
+
+def test_every_code_the_broker_counts_has_an_exception(broker: Broker) -> None:
+    # STATS counts errors by code, every code included: the running broker's own list.
+    with connect(broker) as c:
+        codes = set(c.stats()["errors"])
+    assert codes
+    for code in codes:
+        e = error_from_frame({"command": "ERROR", "code": code, "error": ""})
+        assert type(e) is not BrokerError, f"no exception class for broker code {code!r}"
 
 
 def test_ack_off(broker: Broker) -> None:

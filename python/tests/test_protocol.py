@@ -226,6 +226,7 @@ CODES = {
     "frame_too_large": pubsub_client.FrameTooLarge,
     "unauthorized": pubsub_client.Unauthorized,
     "slow_consumer": pubsub_client.SlowConsumer,
+    "stale": pubsub_client.Stale,
     "link_refused": pubsub_client.LinkRefused,
 }
 

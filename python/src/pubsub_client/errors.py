@@ -24,6 +24,7 @@ __all__ = [
     "ProtocolError",
     "PubSubError",
     "SlowConsumer",
+    "Stale",
     "SubscriptionClosed",
     "Unauthorized",
     "UnknownCommand",
@@ -111,6 +112,14 @@ class SlowConsumer(BrokerError):
     CODE = "slow_consumer"
 
 
+class Stale(BrokerError):
+    """``stale``: an unfinished frame made no progress for the broker's
+    ``--frame-timeout``, or was dropped because the broker is over ``--max-memory``.
+    Closed by the broker."""
+
+    CODE = "stale"
+
+
 class LinkRefused(BrokerError):
     """``link_refused``: a broker-to-broker link was refused (docs/federation.md)."""
 
@@ -158,12 +167,15 @@ _BY_CODE: dict[str, type[BrokerError]] = {
         FrameTooLarge,
         Unauthorized,
         SlowConsumer,
+        Stale,
         LinkRefused,
     )
 }
 
 #: Codes after which the broker closes the connection when they come without an ``id``.
-FATAL_CODES = frozenset({"frame_too_large", "unauthorized", "slow_consumer", "limit"})
+FATAL_CODES = frozenset(
+    {"frame_too_large", "unauthorized", "slow_consumer", "stale", "limit", "link_refused"}
+)
 
 
 def error_from_frame(frame: dict[str, Any]) -> BrokerError:
