@@ -32,6 +32,8 @@ impl Observer {
 fn every_broker_wide_counter_adds_up_after_known_work() {
     const MAX_FRAME: usize = 80_000;
     let broker = Broker::start(&[
+        "--max-memory",
+        "16777216",
         "--max-connections",
         "5",
         "--max-frame",
@@ -153,6 +155,7 @@ fn every_broker_wide_counter_adds_up_after_known_work() {
             "unauthorized": 0,
             "slow_consumer": 0,
             "limit": 1,
+            "stale": 0,
             "link_refused": 0,
         },
         "router": {
@@ -165,17 +168,18 @@ fn every_broker_wide_counter_adds_up_after_known_work() {
         },
         "links": [],
         "duplicates_dropped": 0,
+        "memory": { "used": 0, "input": 0, "output": 0, "limit": 16777216 },
+        "shed": { "memory": 0, "frame_timeout": 0, "auth_timeout": 0, "write_deadline": 0 },
         "id": "obs",
     });
     assert_eq!(s, expected);
 }
 
 /// protocol.md, Frames: "The reply to that command carries the same `id`, byte for
-/// byte (`null`, objects and 30-digit numbers included)." STATS re-encodes the id
-/// through `serde_json::Value` (a 30-digit number comes back as `1.2345678901234568e+29`,
-/// `"\u00e9"` as `"é"`). Ignored until the broker is fixed; run with `--ignored`.
+/// byte (`null`, objects and 30-digit numbers included)." STATS re-encoded the id
+/// through `serde_json::Value` (a 30-digit number came back as `1.2345678901234568e+29`,
+/// `"\u00e9"` as `"é"`) until the id was echoed raw.
 #[test]
-#[ignore = "broker bug: STATS re-encodes the id instead of echoing it byte for byte"]
 fn stats_echoes_the_id_byte_for_byte() {
     let broker = Broker::start(&[]);
     let mut c = broker.connect();

@@ -14,9 +14,9 @@
 //! - a command the test does not know fails it, so a new README command comes with a
 //!   check.
 //!
-//! Waits are on what the programs print; [`support::WAIT`] is only a failure guard.
+//! Waits are on what the programs print; [`common::TIMEOUT`] is only a failure guard.
 
-mod support;
+mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -27,7 +27,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Program, WAIT};
+use common::programs;
+use common::{Program, TIMEOUT as WAIT};
 
 const README: &str = include_str!("../README.md");
 
@@ -381,7 +382,7 @@ fn readme_tour_runs_as_written_on_ephemeral_ports() {
                     // publishing broker knows of a subscriber somewhere.
                     wait_for_interest(&target);
                 }
-                let (status, stdout, stderr) = support::run(&exe("client"), &strs(&args));
+                let (status, stdout, stderr) = programs::run(&exe("client"), &strs(&args));
                 assert!(status.success(), "`{line}`: {stderr:?}");
                 assert!(
                     stdout.iter().any(|l| l.starts_with("published to ")),
@@ -538,7 +539,7 @@ fn loadgen_run(run: &CargoRun) {
             .into_iter()
             .map(String::from),
     );
-    let (status, stdout, stderr) = support::run(loadgen.to_str().expect("path"), &strs(&args));
+    let (status, stdout, stderr) = programs::run(loadgen.to_str().expect("path"), &strs(&args));
     assert!(
         status.success(),
         "loadgen {args:?} against a --token broker: {stdout:#?} {stderr:#?}"

@@ -340,9 +340,15 @@ impl Connection {
         self.partial = buf;
     }
 
-    /// Records a flush at `now` that wrote `written` bytes.
+    /// Records a flush at `now` that wrote `written` bytes. A closing connection that
+    /// is still taking its output gets `grace` more time from now.
     #[inline]
-    pub fn note_flush(&mut self, written: usize, now: Instant) {
+    pub fn note_flush(&mut self, written: usize, now: Instant, grace: Duration) {
+        if written > 0 {
+            if let Stage::Closing { deadline, .. } = &mut self.stage {
+                *deadline = now + grace;
+            }
+        }
         self.stall_since = if self.out.is_empty() {
             None
         } else if written > 0 {
@@ -500,13 +506,13 @@ mod tests {
         assert_eq!(c.due(t0 + Duration::from_secs(60), &limits), None);
         let mut pool = ChunkPool::default();
         c.out().push(&mut pool, b"owed\n");
-        c.note_flush(0, t0);
-        c.note_flush(0, t0 + Duration::from_secs(5));
+        c.note_flush(0, t0, Duration::ZERO);
+        c.note_flush(0, t0 + Duration::from_secs(5), Duration::ZERO);
         assert_eq!(
             c.due(t0 + Duration::from_secs(10), &limits),
             Some(Due::Write)
         );
-        c.note_flush(1, t0 + Duration::from_secs(10));
+        c.note_flush(1, t0 + Duration::from_secs(10), Duration::ZERO);
         assert_eq!(
             c.due(t0 + Duration::from_secs(15), &limits),
             None,

@@ -41,8 +41,8 @@ use crate::logsafe::Throttle;
 use crate::router::{Router, SubRef};
 use crate::stats::Stats;
 
-/// How long a connection being closed may take to flush its last output and see the
-/// peer's EOF.
+/// How long a connection being closed may go without taking any of its last output
+/// (or, once that is written, without sending its EOF) before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Shortest interval between two rate-limited warnings of one kind.

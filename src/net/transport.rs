@@ -66,6 +66,17 @@ impl Transport {
         }
     }
 
+    /// Makes the coming close abortive (SO_LINGER 0: the peer sees a reset, not an end
+    /// of stream), for a connection given up on with output unsent, so the peer never
+    /// mistakes a cut-off frame for a clean end.
+    pub fn abort_on_close(&mut self) {
+        match self {
+            Transport::Tcp(s) => {
+                let _ = socket2::SockRef::from(&*s).set_linger(Some(std::time::Duration::ZERO));
+            }
+        }
+    }
+
     /// Whether an outbound connection finished its TCP handshake: `Ok(true)` once
     /// connected, `Ok(false)` while still in progress, `Err` when it failed.
     pub fn connect_finished(&mut self) -> io::Result<bool> {

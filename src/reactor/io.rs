@@ -16,7 +16,7 @@ use tracing::debug;
 use super::Reactor;
 use crate::codec;
 use crate::connection::Stage;
-use crate::core::READ_CHUNK;
+use crate::core::{CLOSE_GRACE, READ_CHUNK};
 use crate::ids::ConnKey;
 
 /// Bytes read from one connection per loop turn before others get their turn.
@@ -214,7 +214,10 @@ impl Reactor {
                     }
                     return;
                 }
-                Ok(n) => budget = budget.saturating_sub(n),
+                Ok(n) => {
+                    self.core.stats.bytes_in += n as u64;
+                    budget = budget.saturating_sub(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {
                     self.turn.close_later(key);
@@ -255,7 +258,7 @@ impl Reactor {
                 match result {
                     Ok(done) => {
                         self.core.stats.bytes_out += done.written as u64;
-                        conn.note_flush(done.written, self.turn.now);
+                        conn.note_flush(done.written, self.turn.now, CLOSE_GRACE);
                         if !done.blocked && !conn.out().is_empty() {
                             self.turn.mark_flush(conn);
                             continue;

@@ -155,6 +155,7 @@ impl Reactor {
                     None,
                 );
                 let _ = stream.write(&frame);
+                self.core.stats.accepted += 1;
                 self.core.stats.refused += 1;
                 self.core.stats.count_error(ErrorCode::Limit);
                 true // the stream is closed here, before the spare is taken back

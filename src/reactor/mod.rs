@@ -228,6 +228,11 @@ impl Reactor {
                 continue;
             };
             let _ = self.poll.registry().deregister(conn.transport().source());
+            if conn.pending() > 0 {
+                // Given up on with output unsent (mid-frame, perhaps): a reset, so the
+                // peer never takes a cut-off frame for a clean end.
+                conn.transport().abort_on_close();
+            }
             conn.out().release(&mut self.core.pool);
             drop(conn.take_partial(&mut self.core.input_held));
             if let Role::Link {
