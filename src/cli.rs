@@ -117,22 +117,9 @@ pub fn message_json(arg: &str) -> String {
 
 /// Parses a duration: `500ms`, `1s`, `1.5s`, `2m`, or a bare number of seconds (`0.25`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
     let bad = || format!("'{text}' is not a duration (try 500ms, 1s, 1.5 or 2m)");
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(bad());
-    }
-    Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
+    let secs = crate::flags::seconds(text).ok_or_else(bad)?;
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -20,6 +20,7 @@
 //! - [`client`]: the blocking client library ([`Client`]).
 //! - [`cli`]: what the `client`, `publisher` and `chat` programs share (flags, output).
 //! - [`stats`]: broker-wide counters.
+//! - [`flags`]: reading flag values the programs share (durations).
 //! - [`logsafe`]: escaping peer-supplied text for logs, and rate-limiting warnings.
 //!
 //! # Features
@@ -46,6 +47,7 @@ pub mod connection;
 pub mod core;
 #[cfg(feature = "broker")]
 pub mod federation;
+pub mod flags;
 #[cfg(feature = "broker")]
 pub mod ids;
 pub mod logsafe;

@@ -11,24 +11,14 @@ use std::time::{Duration, Instant};
 use common::{Broker, Conn};
 use serde_json::Value;
 
-fn stats(b: &Broker) -> Value {
-    b.connect().request(r#"{"command":"STATS"}"#)
-}
-
-/// Polls `STATS` until `cond` holds.
+/// Polls `STATS` until `cond` holds; returns the `STATS` that satisfied it.
 fn wait_stats(b: &Broker, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = stats(b);
-        if cond(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut last = Value::Null;
+    common::wait_until(what, || {
+        last = b.stats();
+        cond(&last)
+    });
+    last
 }
 
 #[test]
@@ -88,7 +78,7 @@ fn a_frame_that_stalls_is_stale_after_frame_timeout() {
     let e = c.expect_error("stale");
     assert!(e["error"].as_str().unwrap_or("").contains("0.3 s"), "{e}");
     c.expect_eof();
-    assert_eq!(stats(&b)["shed"]["frame_timeout"], 1);
+    assert_eq!(b.stats()["shed"]["frame_timeout"], 1);
 }
 
 #[test]
@@ -112,7 +102,7 @@ fn a_socket_that_takes_no_output_is_closed_after_write_deadline() {
     // Far below --max-pending (64 MiB), far above what loopback socket buffers hold.
     let payload = format!("\"{}\"", "z".repeat(64 * 1024));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while stats(&b)["shed"]["write_deadline"] != 1 {
+    while b.stats()["shed"]["write_deadline"] != 1 {
         assert!(
             Instant::now() < deadline,
             "the stalled reader was never closed"

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use clap::Parser;
 use common::Conn;
 use pubsub::broker::{spawn, Config, Running};
@@ -18,18 +16,9 @@ fn start(args: &[&str]) -> Running {
 
 /// Polls `STATS` until `cond` holds (bounded; the deadline only fails the test).
 fn wait_stats(addr: std::net::SocketAddr, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = Conn::connect(addr).request(r#"{"command":"STATS"}"#);
-        if cond(&v) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(what, || {
+        cond(&Conn::connect(addr).request(r#"{"command":"STATS"}"#))
+    });
 }
 
 #[test]

@@ -131,25 +131,14 @@ where
 /// Parses a duration: a number of seconds (`30`, `2.5`) or a number with a unit
 /// (`500ms`, `30s`, `1m`); between 1 ms and 1 day.
 pub fn duration(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let bad = || {
-        format!("'{text}' is not a duration; expected seconds (30, 2.5) or 500ms, 30s, 1m, from 1ms to 1 day")
-    };
-    let value: f64 = num.trim().parse().map_err(|_| bad())?;
-    let secs = value * scale;
-    if !(0.001..=86_400.0).contains(&secs) {
-        return Err(bad());
+    match crate::flags::seconds(text) {
+        Some(secs) if (0.001..=86_400.0).contains(&secs) => {
+            Ok(std::time::Duration::from_secs_f64(secs))
+        }
+        _ => Err(format!(
+            "'{text}' is not a duration; expected seconds (30, 2.5) or 500ms, 30s, 1m, from 1ms to 1 day"
+        )),
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Log levels `--log-level` and `RUST_LOG` accept.
