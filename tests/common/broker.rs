@@ -243,11 +243,25 @@ impl Broker {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (as `kill -NAME` spells it: `TERM`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
+            .args([&format!("-{name}"), &self.pid.to_string()])
             .status()
             .expect("cannot run kill");
-        assert!(sent.success(), "kill -TERM {} failed", self.pid);
+        assert!(sent.success(), "kill -{name} {} failed", self.pid);
+    }
+
+    /// Stops it with SIGSTOP, as a hung peer: its sockets stay open and the kernel
+    /// still accepts connections and data for it, but it handles nothing. It is resumed
+    /// (SIGCONT) when the returned guard is dropped or [`Frozen::thaw`]ed, so a failing
+    /// test never leaves it stopped (and dropping the broker kills it either way).
+    pub fn freeze(&self) -> Frozen<'_> {
+        self.signal("STOP");
+        Frozen { broker: self }
     }
 
     /// Waits (bounded by [`TIMEOUT`]) for it to exit and returns its status.
@@ -262,6 +276,27 @@ impl Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A broker stopped by [`Broker::freeze`]; resumed when dropped.
+pub struct Frozen<'a> {
+    broker: &'a Broker,
+}
+
+impl Frozen<'_> {
+    /// Resumes it (SIGCONT).
+    pub fn thaw(self) {
+        // Dropping sends SIGCONT.
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        // Not `signal`: this may run while a failed test unwinds, and must not panic.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.broker.pid.to_string()])
+            .status();
     }
 }
 
