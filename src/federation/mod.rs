@@ -30,7 +30,7 @@ use links::{InterestKey, Link};
 pub use links::{LinkInfo, LinkStats};
 
 use crate::ids::ConnKey as ConnId;
-use crate::protocol::Path;
+use crate::protocol::{Path, MAX_HOPS};
 
 /// Something the reactor must do after a federation change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,10 +151,12 @@ impl Federation {
     }
 
     /// Whether a message whose path is `path` (None: published here) may be sent on
-    /// link `id`: the link is up and its peer has not seen the message.
+    /// link `id`: the link is up, its peer has not seen the message, and the path has
+    /// room for this broker (at most [`MAX_HOPS`] names).
     pub fn may_route(&self, id: ConnId, path: Option<Path<'_>>) -> bool {
         match self.links.get(&id) {
-            Some(link) => path.is_none_or(|p| !p.contains(&link.peer)),
+            // Forwarding adds this broker: a path already at the limit stops here.
+            Some(link) => path.is_none_or(|p| p.len() < MAX_HOPS && !p.contains(&link.peer)),
             None => false,
         }
     }
@@ -400,7 +402,7 @@ impl Federation {
             .iter()
             .filter(|(&id, _)| id != to)
             .filter_map(|(_, l)| l.learned.get(key))
-            .filter(|path| !path.iter().any(|n| n == peer))
+            .filter(|path| path.len() < MAX_HOPS && !path.iter().any(|n| n == peer))
             .min_by_key(|path| path.len())
             .map(|path| {
                 let mut p = path.clone();

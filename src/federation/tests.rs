@@ -295,3 +295,31 @@ fn a_forged_far_ahead_sequence_does_not_silence_the_origin() {
         );
     }
 }
+
+/// Found by `fuzz/` target `link_frames`: an `INTEREST` whose path already holds
+/// `MAX_HOPS` names is accepted and announced on the other links with this broker
+/// appended: `MAX_HOPS + 1` names, a frame every peer refuses (`bad_field`, logged and
+/// ignored), while this broker records it as announced. Open: the path should stop
+/// here (not learned, or learned but never announced further). The same holds for a
+/// `ROUTE` forwarded at `MAX_HOPS`.
+#[test]
+fn fuzz_interest_at_max_hops_is_not_forwarded() {
+    let mut fed = Federation::new("b0");
+    fed.link_up(10.into(), "b1", false, 1 << 20).expect("b1");
+    fed.link_up(11.into(), "b2", false, 1 << 20).expect("b2");
+    let mut names = vec!["\"b3\""; crate::protocol::MAX_HOPS - 1];
+    names.push("\"b1\"");
+    let text = format!("[{}]", names.join(","));
+    let path = Path::parse(&text).expect("MAX_HOPS names is a valid path");
+    for e in fed.on_interest(10.into(), "a", path).expect("accepted") {
+        if let Effect::Announce { link, path, .. } = e {
+            assert!(
+                path.len() <= crate::protocol::MAX_HOPS,
+                "announced to {link:?} a path of {} names, which every peer refuses",
+                path.len()
+            );
+        }
+    }
+    // A routed message at the limit is not forwarded either.
+    assert!(!fed.may_route(11.into(), Some(path)));
+}

@@ -73,6 +73,49 @@ pub fn scan_object<'a>(text: &'a str, mut field: impl FnMut(&'a str, &'a str, bo
     }
 }
 
+/// Whether `text` holds a `\u` escape of a surrogate that is not part of a pair (a
+/// high surrogate not followed by an escaped low one, or a low one alone). serde_json
+/// refuses such strings when it builds a value but not when it only borrows raw text,
+/// as the slow path does; the scanner gives up on them. It checks escapes only: `text`
+/// need not be valid JSON. Runs only on the slow path.
+pub fn lone_surrogate(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |at: usize| -> Option<u16> {
+        let digits = b.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // any other escape: skip the escaped byte
+            continue;
+        }
+        let Some(unit) = hex(i + 2) else {
+            i += 2;
+            continue;
+        };
+        i += 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'u'))
+                    .then(|| hex(i + 2))
+                    .flatten();
+                match low {
+                    Some(0xDC00..=0xDFFF) => i += 6,
+                    _ => return true,
+                }
+            }
+            0xDC00..=0xDFFF => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Whether `text` opens more than [`MAX_DEPTH`] arrays and objects at once, brackets
 /// inside strings not counted. It checks nesting only: `text` need not be valid JSON.
 /// A plain byte loop: it runs only on the slow path (the scanner counts depth as it

@@ -136,6 +136,13 @@ impl<S: Copy + Eq> Router<S> {
     pub fn stats(&self) -> RouterStats {
         self.stats
     }
+
+    /// Whether both indexes hold nothing at all, pruned trie nodes included. Exists for
+    /// the fuzz targets (`fuzz/`): the counters cannot show a trie node left behind.
+    #[doc(hidden)]
+    pub fn is_pruned(&self) -> bool {
+        self.exact.is_empty() && self.wild.is_empty()
+    }
 }
 
 #[cfg(test)]

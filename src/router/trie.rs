@@ -38,7 +38,7 @@ fn split(rest: &str) -> (&str, Option<&str>) {
 }
 
 impl<S: Copy + Eq> Node<S> {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.star.is_none()
             && self.here.is_empty()

@@ -419,12 +419,22 @@ fn slow_fields(text: &str) -> Result<RawFields<'_>, FrameError<'_>> {
             None,
         ));
     }
+    if json::lone_surrogate(text) {
+        return Err(FrameError::new(
+            ErrorCode::BadJson,
+            "invalid JSON: a \\u escape holds a lone surrogate",
+            None,
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => {
-                FrameError::new(ErrorCode::BadFrame, "frame must be a JSON object", None)
-            }
+            // serde_json names the wrong type at the first token; the rest must still
+            // be JSON for the frame to be `bad_frame` rather than `bad_json`.
+            Category::Data => match serde_json::from_str::<IgnoredAny>(text) {
+                Ok(_) => FrameError::new(ErrorCode::BadFrame, "frame must be a JSON object", None),
+                Err(e) => FrameError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"), None),
+            },
             _ => FrameError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"), None),
         }
     })

@@ -119,3 +119,61 @@ fn hello_defaults() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Found by `fuzz/` target `frame_differential` (input `[\x0e`): invalid JSON that
+/// starts like an array or a number was answered `bad_frame`, because serde_json stops
+/// at the first token when it is not the object asked for. Invalid JSON is `bad_json`
+/// whatever it starts with; `bad_frame` is for valid JSON that is not an object.
+#[test]
+fn fuzz_invalid_json_starting_like_a_non_object_is_bad_json() {
+    for line in [
+        "[\u{e}",
+        "[1,",
+        "[1] x",
+        "12x",
+        "-",
+        "\"unterminated",
+        "tru",
+        "[\"a\"}",
+    ] {
+        assert_eq!(code(line), ErrorCode::BadJson, "{line:?}");
+    }
+    for line in ["[]", " [1, {\"a\":null}] ", "12", "\"s\"", "true", "null"] {
+        assert_eq!(code(line), ErrorCode::BadFrame, "{line:?}");
+    }
+}
+
+/// Found by `fuzz/` target `frame_differential`: a lone surrogate escape (`\ud800`) in a
+/// field kept as raw text (`message`, `id`, unknown fields) is accepted and forwarded as
+/// is, while serde_json (and the fast scanner, which bails) refuse it as invalid; in a
+/// channel it was `bad_field` rather than `bad_json`: the slow path reads those fields
+/// as `RawValue`/`IgnoredAny`, which do not check `\u` escapes. Fixed by
+/// `json::lone_surrogate` on the slow path.
+#[test]
+fn fuzz_lone_surrogate_is_bad_json() {
+    for line in [
+        r#"{"command":"PUBLISH","channel":"a","message":"\ud800"}"#,
+        r#"{"command":"PING","id":"\udc00x"}"#,
+        r#"{"command":"PING","other":["\ud83d"]}"#,
+        r#"{"command":"SUBSCRIBE","channel":"\ud800"}"#,
+    ] {
+        assert_eq!(code(line), ErrorCode::BadJson, "{line}");
+    }
+    // A proper pair is fine.
+    assert!(parse_frame(br#"{"command":"PING","id":"\ud83d\ude00"}"#).is_ok());
+}
+
+/// Found by `frame_differential` too (and by a newcomer, issue 7): nesting deeper than
+/// serde_json's limit of 128 inside `message`, `id` or an unknown field was accepted,
+/// because the slow path's `RawValue`/`IgnoredAny` do not count depth.
+#[test]
+fn fuzz_nesting_deeper_than_128_is_bad_json() {
+    let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    for line in [
+        format!(r#"{{"command":"PUBLISH","channel":"a","message":{deep}}}"#),
+        format!(r#"{{"command":"PING","id":{deep}}}"#),
+        format!(r#"{{"command":"PING","x":{deep}}}"#),
+    ] {
+        assert_eq!(code(&line), ErrorCode::BadJson, "{line}");
+    }
+}
