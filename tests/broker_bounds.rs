@@ -129,3 +129,28 @@ fn a_socket_that_takes_no_output_is_closed_after_write_deadline() {
         serde_json::from_str::<Value>(line).expect("whole frames only");
     }
 }
+
+#[test]
+fn replies_count_toward_max_pending() {
+    // A client that sends requests and never reads: its replies pile up like messages
+    // would, and it is a slow consumer once they pass --max-pending.
+    let b = Broker::start(&["--max-pending", "1024"]);
+    let c = b.connect();
+    let mut w = c.stream().try_clone().expect("clone");
+    let id = "i".repeat(200);
+    let ping = format!("{{\"command\":\"PING\",\"id\":\"{id}\"}}\n").repeat(1000);
+    let writer = std::thread::spawn(move || {
+        // At most ~20 MB of replies owed; stops at the first refused write.
+        for _ in 0..100 {
+            if std::io::Write::write_all(&mut w, ping.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    wait_stats(&b, "the reader of nothing to be a slow consumer", |v| {
+        v["errors"]["slow_consumer"] == 1
+    });
+    drop(c);
+    writer.join().expect("writer");
+    b.connect().ping();
+}

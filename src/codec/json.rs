@@ -254,11 +254,10 @@ pub(super) fn fatal(
         core.stats.count_error(code);
     }
     conn.out().push(&mut core.pool, &core.reply);
-    core.begin_close(conns, turn, key, reason.lingers());
+    core.begin_close(conns, turn, key, true);
 }
 
-/// Protocol v1's goodbye: an `ERROR` frame with the reason's code; nothing on
-/// shutdown. Returns the code.
+/// Protocol v1's goodbye: an `ERROR` frame with the reason's code. Returns the code.
 pub fn encode_goodbye(
     reason: &CloseReason,
     id: Option<Raw<'_>>,
@@ -275,7 +274,6 @@ pub fn encode_goodbye(
         CloseReason::Stale { .. } | CloseReason::MemoryInput => ErrorCode::Stale,
         CloseReason::ConnectionLimit => ErrorCode::Limit,
         CloseReason::LinkRefused(_) => ErrorCode::LinkRefused,
-        CloseReason::Shutdown => return None,
     };
     encode_error(out, code, &reason.to_string(), id);
     Some(code)

@@ -98,12 +98,7 @@ pub fn on_bytes(
             }
             Scan::Incomplete => break,
             Scan::TooLarge => {
-                core.close(
-                    conns,
-                    turn,
-                    key,
-                    Some(&CloseReason::FrameTooLarge { limit }),
-                );
+                core.close(conns, turn, key, &CloseReason::FrameTooLarge { limit });
                 return data.len();
             }
         }

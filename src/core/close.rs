@@ -46,16 +46,6 @@ pub enum CloseReason {
     MemoryInput,
     /// A federation link was refused (a link to itself, a duplicate name, ...).
     LinkRefused(String),
-    /// The broker is shutting down.
-    Shutdown,
-}
-
-impl CloseReason {
-    /// Whether the broker waits for the peer's end of stream after its goodbye, so an
-    /// unread request cannot turn the close into a reset that destroys the goodbye.
-    pub fn lingers(&self) -> bool {
-        !matches!(self, CloseReason::Shutdown)
-    }
 }
 
 impl fmt::Display for CloseReason {
@@ -86,7 +76,6 @@ impl fmt::Display for CloseReason {
                 "the broker is over its memory limit and this connection held the largest unfinished frame",
             ),
             CloseReason::LinkRefused(why) => f.write_str(why),
-            CloseReason::Shutdown => f.write_str("the broker is shutting down"),
         }
     }
 }

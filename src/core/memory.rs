@@ -47,7 +47,7 @@ impl Core {
             if output >= input {
                 self.shed_output(conns, turn, key, &CloseReason::MemoryOutput);
             } else {
-                self.close(conns, turn, key, Some(&CloseReason::MemoryInput));
+                self.close(conns, turn, key, &CloseReason::MemoryInput);
             }
         }
     }

@@ -161,19 +161,21 @@ impl Core {
             tracing::warn!(conn = %conn.label(), "slow consumer: {reason}; closing");
         }
         conn.out().cut_after_current_frame(&mut self.pool);
-        self.close(conns, turn, key, Some(reason));
+        self.close(conns, turn, key, reason);
     }
 
-    /// Closes a connection: its subscriptions end now, its codec's goodbye for
-    /// `reason` (if any) is queued after the output it is owed, and the connection is
-    /// removed once that is written (after the peer's end of stream when the reason
-    /// lingers), or after [`CLOSE_GRACE`]. A connection already closing is left alone.
+    /// Closes a connection with its codec's goodbye for `reason`, queued after the
+    /// output it is owed: its subscriptions end now, and it is removed once that is
+    /// written and the peer has ended its side (so an unread request cannot turn the
+    /// close into a reset that destroys the goodbye), or once it takes nothing for
+    /// [`CLOSE_GRACE`]. A connection already closing is left alone. (A shutdown closes
+    /// without a goodbye through [`Core::begin_close`].)
     pub fn close(
         &mut self,
         conns: &mut Conns,
         turn: &mut Turn,
         key: ConnKey,
-        reason: Option<&CloseReason>,
+        reason: &CloseReason,
     ) {
         let Some(conn) = conns.get_mut(key) else {
             return;
@@ -181,18 +183,13 @@ impl Core {
         if !conn.receives() {
             return;
         }
-        let linger = reason.is_some_and(CloseReason::lingers);
-        if let Some(reason) = reason {
-            if !matches!(reason, CloseReason::Shutdown) {
-                info!(conn = %conn.label(), "closing connection: {reason}");
-            }
-            self.reply.clear();
-            if let Some(code) = codec::encode_goodbye(conn.wire(), reason, None, &mut self.reply) {
-                self.stats.count_error(code);
-            }
-            conn.out().push(&mut self.pool, &self.reply);
+        info!(conn = %conn.label(), "closing connection: {reason}");
+        self.reply.clear();
+        if let Some(code) = codec::encode_goodbye(conn.wire(), reason, None, &mut self.reply) {
+            self.stats.count_error(code);
         }
-        self.begin_close(conns, turn, key, linger);
+        conn.out().push(&mut self.pool, &self.reply);
+        self.begin_close(conns, turn, key, true);
     }
 
     /// Moves a connection to [`Stage::Closing`] (its goodbye, if any, already queued).

@@ -196,14 +196,14 @@ impl Reactor {
                 Due::Auth => {
                     self.core.stats.auth_timeouts += 1;
                     let reason = CloseReason::AuthTimeout { after: limits.auth };
-                    self.core.close(conns, turn, key, Some(&reason));
+                    self.core.close(conns, turn, key, &reason);
                 }
                 Due::Frame => {
                     self.core.stats.frame_timeouts += 1;
                     let reason = CloseReason::Stale {
                         after: limits.frame,
                     };
-                    self.core.close(conns, turn, key, Some(&reason));
+                    self.core.close(conns, turn, key, &reason);
                 }
                 Due::Write => {
                     self.core.stats.write_stalls += 1;
