@@ -201,3 +201,19 @@ fn clients_are_not_told_about_the_link_protocol() {
     }
     c.ping();
 }
+
+#[test]
+fn the_same_payload_published_twice_crosses_links_twice() {
+    // Duplicate detection drops only a repeat of one message (same origin and sequence
+    // number), never a second message that happens to carry the same payload.
+    let (_hub, a, _b, mut sub) = hub_and_two_leaves(&[]);
+    let mut p = a.connect();
+    for _ in 0..3 {
+        assert_eq!(p.publish("news", "\"same\""), 1);
+    }
+    p.publish("news", "\"end\"");
+    assert_eq!(
+        read_until_end(&mut sub),
+        vec!["\"same\"", "\"same\"", "\"same\""]
+    );
+}
