@@ -178,14 +178,14 @@ fuzz_target!(|data: &[u8]| {
     for op in &ops {
         match op {
             Op::Push { len, count } => {
-                let mut bytes = Vec::new();
+                // One `push` per frame: a push is one frame, which a cut keeps or drops
+                // whole (frame boundaries are recorded, never searched for).
                 for _ in 0..*count {
                     let f = frame(next, *len);
                     next += 1;
                     m.add(&f);
-                    bytes.extend_from_slice(&f);
+                    q.push(&mut pool, &f);
                 }
-                q.push(&mut pool, &bytes);
             }
             Op::Shared { len, again } => {
                 let again = again.and_then(|k| shared.len().checked_sub(1 + k % 4));
