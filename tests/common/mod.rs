@@ -24,6 +24,7 @@
 
 pub mod broker;
 pub mod conn;
+pub mod faults;
 pub mod federation;
 pub mod programs;
 
