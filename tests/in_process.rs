@@ -24,7 +24,10 @@ fn wait_stats(addr: std::net::SocketAddr, what: &str, cond: impl Fn(&serde_json:
         if cond(&v) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
