@@ -120,7 +120,8 @@ pub struct Args {
     pub probe_interval_us: u64,
 
     /// clients: subscriber connections (default 1000). conns: ramp up to this many
-    /// connections (default 10000).
+    /// connections (default 10000). hostile: hostile clients (default 12). soak: churn
+    /// threads (default 4).
     #[arg(short = 'c', long)]
     pub clients: Option<usize>,
 
