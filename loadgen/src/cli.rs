@@ -28,6 +28,14 @@ pub enum ScenarioName {
     Propagation,
     /// Run the minimal no-parse JSON relay on --listen (the machine's ceiling).
     Relay,
+    /// --clients randomized hostile clients (valid and invalid frames, random splits,
+    /// resets, half-closes) for --duration, --rounds times; the broker's RSS and STATS
+    /// after each round (json:// only).
+    Hostile,
+    /// Long-running mixed load (churn, slow consumers, max-size messages, checked flows,
+    /// a PING watchdog) for --duration; checks fds, subscriptions and RSS return to their
+    /// baseline (json:// only).
+    Soak,
 }
 
 impl ScenarioName {
@@ -42,6 +50,8 @@ impl ScenarioName {
             ScenarioName::Conns => "conns",
             ScenarioName::Propagation => "propagation",
             ScenarioName::Relay => "relay",
+            ScenarioName::Hostile => "hostile",
+            ScenarioName::Soak => "soak",
         }
     }
 }
@@ -62,6 +72,8 @@ impl ScenarioName {
 ///   loadgen relay --listen 127.0.0.1:7401
 ///   loadgen pairs -n 100 --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
 ///   loadgen propagation --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
+///   loadgen hostile --clients 12 --duration 8s --rounds 7 --broker-pid PID
+///   loadgen soak --duration 10m --broker-pid PID
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, verbatim_doc_comment)]
 pub struct Args {
@@ -108,7 +120,8 @@ pub struct Args {
     pub probe_interval_us: u64,
 
     /// clients: subscriber connections (default 1000). conns: ramp up to this many
-    /// connections (default 10000).
+    /// connections (default 10000). hostile: hostile clients (default 12). soak: churn
+    /// threads (default 4).
     #[arg(short = 'c', long)]
     pub clients: Option<usize>,
 
@@ -133,8 +146,9 @@ pub struct Args {
     #[arg(short = 'r', long, default_value_t = 10_000.0)]
     pub rate: f64,
 
-    /// Seconds measured (after the warm-up).
-    #[arg(short = 'd', long, default_value_t = 5.0)]
+    /// Seconds measured (after the warm-up); hostile: length of one round; soak: length
+    /// of the run. A number of seconds, or with a unit: 500ms, 8s, 10m, 1h.
+    #[arg(short = 'd', long, default_value = "5", value_parser = parse_secs)]
     pub duration: f64,
 
     /// Seconds of traffic before measuring starts (not counted in rates or latency).
@@ -142,6 +156,8 @@ pub struct Args {
     pub warmup: f64,
 
     /// Seconds to wait, after publishing stops, for in-flight messages before counting loss.
+    /// hostile, soak: seconds to wait after the load left (and STATS shows it gone) before
+    /// reading the broker's RSS.
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
 
@@ -183,6 +199,56 @@ pub struct Args {
     /// conns: how many random subscribers the final publish check targets.
     #[arg(long, default_value_t = 100)]
     pub probe: usize,
+
+    /// hostile: how many times the clients come and go.
+    #[arg(long, default_value_t = 7)]
+    pub rounds: usize,
+
+    /// hostile, soak: seed of the random choices (default: from the clock; always printed,
+    /// so a run can be replayed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// hostile, soak: longest message published, in bytes (soak: its max-size messages).
+    #[arg(long, default_value_t = 200_000)]
+    pub max_message: usize,
+
+    /// soak: messages per second on each checked flow.
+    #[arg(long, default_value_t = 200.0)]
+    pub flow_rate: f64,
+
+    /// soak: checked publisher -> subscriber flows.
+    #[arg(long, default_value_t = 4)]
+    pub flows: usize,
+
+    /// soak: allowed RSS growth over the baseline at the end, in MiB.
+    #[arg(long, default_value_t = 32.0)]
+    pub rss_tolerance_mib: f64,
+}
+
+/// Parses a duration: plain seconds (`8`, `0.5`) or a number with a unit (`500ms`, `8s`,
+/// `10m`, `1h`). Returns seconds.
+pub fn parse_secs(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 8, 8s, 500ms, 10m, 1h)"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} is not a duration"));
+    }
+    Ok(value * scale)
 }
 
 impl Args {
@@ -292,6 +358,21 @@ mod tests {
         assert_eq!(a.scenario(), ScenarioName::Propagation);
         assert_eq!(a.sub_target.as_deref(), Some("json://127.0.0.1:7402"));
         assert_eq!((a.trials, a.probe_interval_us), (5, 100));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_secs("8"), Ok(8.0));
+        assert_eq!(parse_secs("8s"), Ok(8.0));
+        assert_eq!(parse_secs("500ms"), Ok(0.5));
+        assert_eq!(parse_secs("10m"), Ok(600.0));
+        assert_eq!(parse_secs("1h"), Ok(3600.0));
+        assert!(parse_secs("ten").is_err());
+        assert!(parse_secs("-1s").is_err());
+        let a = Args::try_parse_from(["loadgen", "hostile", "--duration", "8s", "--rounds", "3"])
+            .unwrap();
+        assert_eq!(a.scenario(), ScenarioName::Hostile);
+        assert_eq!((a.duration, a.rounds), (8.0, 3));
     }
 
     #[test]

@@ -35,6 +35,19 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(args.scenario(), ScenarioName::Hostile | ScenarioName::Soak) {
+        return match scenario::run_robustness(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("loadgen {}: a check failed", args.scenario().as_str());
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let record = match scenario::run(&args) {
         Ok(record) => record,
         Err(e) => {

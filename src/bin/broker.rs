@@ -5,12 +5,22 @@
 //! reactor through its `Control` (a waker), so the library can run several brokers
 //! in one process. Logging must never take the broker down: a closed or broken stderr
 //! (a log shipper restarting, `| head`) loses log lines, nothing else.
+//!
+//! The program's allocator is jemalloc with its background thread: after a burst (large
+//! frames, a slow consumer's queue) the broker frees the memory, and jemalloc's
+//! background thread returns it to the system within about ten seconds even though the
+//! quiet broker makes no further allocator calls. glibc's malloc kept such memory
+//! (fragmented heap, raised mmap threshold) until the process ended. Only the program
+//! sets this: embedders of the library keep their own allocator.
 
 use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use pubsub::broker::{self, log_filter, Config};
 use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Writes a line to stderr if it can; a closed stderr is not an error worth dying for.
 fn say(text: &str) {

@@ -28,21 +28,29 @@ const DEQUE_KEEP: usize = 16;
 
 /// Free chunks shared by every connection's queue, and the count of bytes all queues
 /// owe (for the broker-wide memory bound). See the module documentation.
+///
+/// A burst (a slow consumer's queue released, a fan-out to thousands) can leave the pool
+/// full long after the broker went quiet; [`ChunkPool::trim`], called periodically, frees
+/// the chunks nobody took since the previous call.
 #[derive(Debug, Default)]
 pub struct ChunkPool {
     free: Vec<Owned>,
     /// Unsent bytes in every queue drawing on this pool (a shared frame counts once
     /// per queue holding it).
     queued: usize,
+    /// Fewest idle chunks since the last [`ChunkPool::trim`]: that many were not needed.
+    low_water: usize,
 }
 
 impl ChunkPool {
     /// An empty chunk with [`CHUNK_SIZE`] capacity.
     fn take(&mut self) -> Owned {
-        self.free.pop().unwrap_or_else(|| Owned {
+        let chunk = self.free.pop().unwrap_or_else(|| Owned {
             bytes: Vec::with_capacity(CHUNK_SIZE),
             ends: Vec::new(),
-        })
+        });
+        self.low_water = self.low_water.min(self.free.len());
+        chunk
     }
 
     /// Returns a written chunk; oversized or surplus ones are freed.
@@ -62,6 +70,22 @@ impl ChunkPool {
     /// Unsent bytes in every queue drawing on this pool.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// Frees the idle chunks that stayed idle since the previous call (the fewest idle at
+    /// any moment in between: the broker's working set never reached them), keeping at
+    /// least `keep`. Returns how many were freed. Meant for a periodic timer: a busy
+    /// broker keeps what it reuses every turn, a quiet one gives its burst memory back.
+    pub fn trim(&mut self, keep: usize) -> usize {
+        let unused = self.low_water.min(self.free.len());
+        let target = (self.free.len() - unused).max(keep);
+        let freed = self.free.len().saturating_sub(target);
+        self.free.truncate(target);
+        if self.free.capacity() > 2 * target.max(DEQUE_KEEP) {
+            self.free.shrink_to(target.max(DEQUE_KEEP));
+        }
+        self.low_water = self.free.len();
+        freed
     }
 }
 
@@ -442,6 +466,53 @@ mod tests {
         w.limit = 100;
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(w.out, b"a\nb\ncd\neERR");
+    }
+
+    /// `n` chunks given to the pool by a queue that was that far behind.
+    fn fill(pool: &mut ChunkPool, n: usize) {
+        let mut q = WriteQueue::default();
+        for _ in 0..n {
+            q.push(pool, &[b'x'; CHUNK_SIZE]);
+        }
+        q.release(pool);
+    }
+
+    #[test]
+    fn trim_frees_what_stayed_idle() {
+        let mut pool = ChunkPool::default();
+        fill(&mut pool, 100);
+        assert_eq!(pool.idle(), 100);
+        // They were all in use during this interval: none goes yet.
+        assert_eq!(pool.trim(8), 0);
+        // None was taken during the next: everything beyond `keep` goes.
+        assert_eq!(pool.trim(8), 92);
+        assert_eq!(pool.idle(), 8);
+        // Still unused: `keep` stays.
+        assert_eq!(pool.trim(8), 0);
+        assert_eq!(pool.trim(0), 8);
+        assert_eq!(pool.idle(), 0);
+    }
+
+    #[test]
+    fn trim_keeps_the_working_set() {
+        let mut pool = ChunkPool::default();
+        fill(&mut pool, 100);
+        pool.trim(100); // start an interval with 100 idle
+                        // A busy broker: 30 chunks in use at once, given back every turn.
+        for _ in 0..5 {
+            let mut q = WriteQueue::default();
+            for _ in 0..30 {
+                q.push(&mut pool, &[b'y'; CHUNK_SIZE]);
+            }
+            q.release(&mut pool);
+        }
+        assert_eq!(pool.trim(0), 70);
+        assert_eq!(pool.idle(), 30);
+        // The next interval nobody sends: the rest goes too.
+        assert_eq!(pool.trim(0), 30);
+        assert_eq!(pool.idle(), 0);
+        // A pool that never held anything trims nothing.
+        assert_eq!(ChunkPool::default().trim(4), 0);
     }
 
     #[test]

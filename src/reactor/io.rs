@@ -131,6 +131,7 @@ impl Reactor {
             outcome
         } else {
             // A frame is in progress: read after it in the connection's own buffer.
+            let limit = conn.wire().frame_limit(self.core.settings.max_frame);
             let mut buf = conn.take_partial(&mut self.core.input_held);
             let len = buf.len();
             buf.resize(len + READ_CHUNK, 0);
@@ -142,9 +143,22 @@ impl Reactor {
                 Ok(n) => {
                     self.core.stats.bytes_in += n as u64;
                     buf.truncate(len + n);
-                    let used =
-                        codec::on_bytes(&mut self.core, &mut self.conns, &mut self.turn, key, &buf);
-                    buf.drain(..used);
+                    // The bytes kept before hold no newline: unless this read brought one
+                    // or the frame outgrew its limit, nothing completes, and rescanning
+                    // the whole unfinished frame on every read would make a large frame
+                    // cost its size squared.
+                    let pending =
+                        memchr::memchr(b'\n', &buf[len..]).is_none() && buf.len() <= limit;
+                    if !pending {
+                        let used = codec::on_bytes(
+                            &mut self.core,
+                            &mut self.conns,
+                            &mut self.turn,
+                            key,
+                            &buf,
+                        );
+                        buf.drain(..used);
+                    }
                     ReadOutcome::Data(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

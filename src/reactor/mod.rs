@@ -42,6 +42,11 @@ const WAKER: Token = Token(usize::MAX - 2);
 
 /// Events taken from the kernel per poll.
 const EVENTS_CAPACITY: usize = 1024;
+/// How often idle output chunks are given back, and how many are always kept (1 MiB):
+/// a chunk idle for a whole interval is freed, so a quiet broker returns what a burst
+/// took while a busy one keeps what it reuses every turn.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+const TRIM_KEEP: usize = 64;
 /// How long a graceful shutdown may spend flushing queued output.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -179,6 +184,9 @@ impl Reactor {
                 Timer::AcceptResume => self.listener.resume(),
                 Timer::Redial(idx) => self.dial(idx),
                 Timer::ShutdownGrace => {} // the loop checks the deadline itself
+                Timer::TrimPool => {
+                    self.core.pool.trim(TRIM_KEEP);
+                }
             }
         }
         let s = &self.core.settings;
@@ -187,6 +195,10 @@ impl Reactor {
             frame: s.frame_timeout,
             write: s.write_deadline,
         };
+        if self.core.pool.idle() > TRIM_KEEP {
+            // Armed only while there is something to give back, so an idle broker sleeps.
+            self.timers.add_once(now + TRIM_EVERY, Timer::TrimPool);
+        }
         let mut due = Vec::new();
         self.timers.sweep(now, &self.conns, &limits, &mut due);
         for (key, what) in due {

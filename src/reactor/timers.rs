@@ -33,6 +33,8 @@ pub enum Timer {
     Redial(usize),
     /// The shutdown grace period is over.
     ShutdownGrace,
+    /// Give idle output buffers back (the chunk pool keeps what a burst left).
+    TrimPool,
 }
 
 /// Reactor-level deadlines and the sweep's position. See the module documentation.
@@ -60,6 +62,13 @@ impl Timers {
     pub fn add(&mut self, at: Instant, timer: Timer) {
         self.seq += 1;
         self.map.insert((at, self.seq), timer);
+    }
+
+    /// Adds a deadline unless the same timer is already pending.
+    pub fn add_once(&mut self, at: Instant, timer: Timer) {
+        if !self.map.values().any(|&t| t == timer) {
+            self.add(at, timer);
+        }
     }
 
     /// The earliest deadline: a timer's, or the next sweep's when `sweeping` (any
@@ -121,6 +130,14 @@ mod tests {
         assert_eq!(t.pop_due(later), Some(Timer::Redial(2)));
         assert_eq!(t.pop_due(later), None);
         assert_eq!(t.next(false), None);
+        t.add_once(t0, Timer::TrimPool);
+        t.add_once(t0 + Duration::from_secs(1), Timer::TrimPool);
+        assert_eq!(t.pop_due(later), Some(Timer::TrimPool));
+        assert_eq!(
+            t.pop_due(later + Duration::from_secs(5)),
+            None,
+            "added once"
+        );
     }
 
     #[test]

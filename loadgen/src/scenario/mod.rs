@@ -3,12 +3,17 @@
 //! (clients, fanout, fanin, pairs, latency); `conns` owns the connection-limit ramp;
 //! `propagation` measures subscription propagation across federation links. `barrier`
 //! holds publishing back until interest has crossed the links (`--sub-target`), with the
-//! probe client in `blocking`.
+//! probe client in `blocking`. `hostile` and `soak` are robustness runs against our
+//! broker that print their own summary (watching it through `observe`) instead of a
+//! throughput record.
 
 pub mod barrier;
 pub mod blocking;
 pub mod conns;
+pub mod hostile;
+pub mod observe;
 pub mod propagation;
+pub mod soak;
 pub mod traffic;
 
 use crate::cli::{parse_targets, targets_text, Args, ScenarioName, Target};
@@ -101,8 +106,11 @@ pub fn run(args: &Args) -> Result<Record, ScenarioError> {
     let mut record = match args.scenario() {
         ScenarioName::Conns => conns::run(args, &common)?,
         ScenarioName::Propagation => propagation::run(args, &common)?,
-        ScenarioName::Relay => {
-            return Err(ScenarioError::Usage("relay is not a load scenario".into()))
+        ScenarioName::Relay | ScenarioName::Hostile | ScenarioName::Soak => {
+            return Err(ScenarioError::Usage(format!(
+                "{} does not produce a throughput record",
+                args.scenario().as_str()
+            )))
         }
         name => traffic::run(name, args, &common)?,
     };
@@ -120,6 +128,23 @@ pub fn run(args: &Args) -> Result<Record, ScenarioError> {
         record.broker_rss_bytes = crate::procinfo::pid_rss_bytes(pid);
     }
     Ok(record)
+}
+
+/// Runs `hostile` or `soak`, which print their own summaries; `Ok(true)` when every
+/// check passed.
+pub fn run_robustness(args: &Args) -> Result<bool, ScenarioError> {
+    let common = Common::from_args(args)?;
+    if let Some(pid) = args.broker_pid {
+        if !crate::procinfo::pid_alive(pid) {
+            return Err(ScenarioError::Usage(format!(
+                "--broker-pid {pid}: no such process"
+            )));
+        }
+    }
+    match args.scenario() {
+        ScenarioName::Hostile => hostile::run(args, common.target),
+        _ => soak::run(args, common.target),
+    }
 }
 
 /// `PREFIX.i`.
