@@ -18,11 +18,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use common::Conn;
+use common::{Broker, Conn};
 
 /// Loader threads, each with its own channel, deaf subscriber and publisher.
 const LOADERS: usize = 6;
@@ -44,43 +43,13 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 /// Every socket call's timeout: a broken broker fails the test instead of hanging it.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The broker under test, killed when dropped.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let program = std::env::var("MEMORY_RETURN_BROKER")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_broker").to_string());
-        let mut child = Command::new(program)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the broker binary");
-        let addr = common::read_announcement(&mut child);
-        Broker { child, addr }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("cannot read the broker's /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("no VmRSS line")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The broker under test (`MEMORY_RETURN_BROKER=path` runs another build), killed when
+/// dropped.
+fn start_broker() -> Broker {
+    Broker::builder()
+        .program(std::env::var("MEMORY_RETURN_BROKER").ok())
+        .args(&["--log-level", "error"])
+        .start()
 }
 
 /// A small deterministic generator (xorshift64*), so every run does the same work.
@@ -231,8 +200,9 @@ fn wait_for_empty_broker(conn: &mut Conn) -> serde_json::Value {
 
 #[test]
 fn memory_is_given_back_after_hostile_load_leaves() {
-    let broker = Broker::start();
-    let mut observer = Conn::connect(broker.addr);
+    let broker = start_broker();
+    let broker_addr: SocketAddr = broker.addr().parse().expect("address");
+    let mut observer = Conn::connect(broker_addr);
     observer.ping();
     let baseline = broker.rss_kib();
     let bound = baseline + TOLERANCE_KIB;
@@ -241,7 +211,7 @@ fn memory_is_given_back_after_hostile_load_leaves() {
     let measured = Barrier::new(LOADERS + 1);
     let held = std::thread::scope(|scope| {
         for i in 0..LOADERS {
-            let (addr, loaded, measured) = (broker.addr, &loaded, &measured);
+            let (addr, loaded, measured) = (broker_addr, &loaded, &measured);
             scope.spawn(move || load(addr, i, loaded, measured));
         }
         loaded.wait();

@@ -15,7 +15,7 @@ use crate::core::{fan_out, CloseReason, Core, Msg, Origin, Payload, Refusal, Sna
 use crate::ids::ConnKey;
 use crate::logsafe::escape_bytes;
 use crate::protocol::{
-    encode_error, encode_message, encode_pong, encode_published, encode_subscription,
+    encode_error, encode_message_bytes, encode_pong, encode_published, encode_subscription,
     encode_welcome, parse_frame, validate_publish, write_json_str, Command, ErrorCode, Hello, Raw,
     Welcome,
 };
@@ -285,10 +285,8 @@ pub fn encode_goodbye(
 pub fn encode_delivery(msg: &Msg<'_>, out: &mut Vec<u8>) {
     let p = msg.payload;
     if p.json {
-        // The parser checked the text is JSON, hence UTF-8.
-        if let Ok(text) = std::str::from_utf8(p.bytes) {
-            return encode_message(out, msg.channel, text);
-        }
+        // One JSON value (the parser checked it): spliced as is, no second UTF-8 pass.
+        return encode_message_bytes(out, msg.channel, p.bytes);
     }
     out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
     write_json_str(out, msg.channel);

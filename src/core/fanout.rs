@@ -133,7 +133,9 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         }
         Origin::Routed { path, .. } => (None, Some(path)),
     };
-    let mut s = std::mem::take(&mut core.fanout);
+    // The scratch is boxed so taking it out of the core (to lend the core to the
+    // encoders and `slow_consumer` meanwhile) moves a pointer, not ~150 bytes twice.
+    let mut s = core.fanout.take().unwrap_or_default();
     s.matches.clear();
     core.router.lookup(msg.channel, &mut s.matches);
     s.publish_no += 1;
@@ -173,7 +175,7 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         receivers += 1;
     }
     s.reset();
-    core.fanout = s;
+    core.fanout = Some(s);
     core.stats.delivered += receivers as u64;
     receivers
 }

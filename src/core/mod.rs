@@ -74,8 +74,8 @@ pub struct Core {
     /// Bytes of unfinished input frames held by all connections.
     pub input_held: usize,
     next_client_id: u64,
-    /// Scratch and frame cache for fan-out.
-    fanout: fanout::Scratch,
+    /// Scratch and frame cache for fan-out (`None` only while a fan-out holds it).
+    fanout: Option<Box<fanout::Scratch>>,
     /// Scratch for encoding one reply.
     pub reply: Vec<u8>,
     /// Rate limits of repeated warnings.
@@ -102,7 +102,7 @@ impl Core {
             clients: 0,
             input_held: 0,
             next_client_id: 1,
-            fanout: fanout::Scratch::default(),
+            fanout: Some(Box::default()),
             reply: Vec::with_capacity(256),
             throttles: Throttles {
                 too_large: Throttle::new(LOG_EVERY),

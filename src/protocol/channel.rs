@@ -67,13 +67,84 @@ fn validate(name: &str) -> Result<bool, ChannelError> {
     Ok(wildcard)
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = !HIGH;
+
+/// High bit set in exactly the bytes of `w` equal to `c`.
+#[inline]
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * c as u64);
+    !(((x & LOW7) + LOW7) | x) & HIGH
+}
+
+/// Whether `name` is a plain channel: 1..=256 bytes, all printable ASCII (0x21..=0x7e),
+/// no `*` or `>` anywhere, no empty token. Eight bytes at a time; exact for what it
+/// accepts, and anything it does not accept goes to [`validate`], which names the
+/// problem (or accepts, e.g. non-ASCII letters or `a*` inside a token). A PUBLISH's
+/// channel is nearly always plain.
+#[inline]
+fn plain(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if bytes.len() > MAX_CHANNEL_LEN || first == b'.' || last == b'.' {
+        return false;
+    }
+    let check = |w: u64| -> (bool, u64) {
+        // Bytes >= 0x7f (DEL, non-ASCII), then bytes < 0x21 (space, controls): exact for
+        // the bytes below 0x80, and those at or above are already flagged.
+        let high = (w | ((w & LOW7) + ONES)) & HIGH;
+        let low = !((w & LOW7) + ONES * 0x5f) & HIGH;
+        let bad = high | low | bytes_equal(w, b'*') | bytes_equal(w, b'>');
+        let dots = bytes_equal(w, b'.');
+        // Two dots in a row inside the word.
+        (bad == 0 && dots & (dots >> 8) == 0, dots)
+    };
+    let word_at = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        // Short names: padded with a plain letter, which is neither bad nor a dot.
+        let mut word = [b'A'; 8];
+        for (slot, &c) in word.iter_mut().zip(bytes) {
+            *slot = c;
+        }
+        return check(u64::from_le_bytes(word)).0;
+    }
+    let mut dot_before = false;
+    let mut at = 0;
+    while at + 8 <= len {
+        let (ok, dots) = check(word_at(at));
+        // Two dots in a row across the previous word's last byte.
+        if !ok || (dot_before && dots & 0x80 != 0) {
+            return false;
+        }
+        dot_before = dots >> 63 != 0;
+        at += 8;
+    }
+    // The last bytes, as the word ending at the end: it overlaps the previous one, so
+    // every pair of neighbours that crosses into the tail lies inside it.
+    at == len || check(word_at(len - 8)).0
+}
+
 /// Validates a subscription pattern; returns `true` when it holds a wildcard token.
 pub fn validate_pattern(pattern: &str) -> Result<bool, ChannelError> {
+    if plain(pattern) {
+        return Ok(false);
+    }
     validate(pattern)
 }
 
 /// Validates a channel to publish on: the shared rules, and no wildcard tokens.
 pub fn validate_publish(channel: &str) -> Result<(), ChannelError> {
+    if plain(channel) {
+        return Ok(());
+    }
     if validate(channel)? {
         Err(ChannelError::WildcardInPublish)
     } else {
@@ -84,6 +155,41 @@ pub fn validate_publish(channel: &str) -> Result<(), ChannelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The eight-bytes-at-a-time check accepts only what the byte loop accepts.
+        #[test]
+        fn plain_agrees_with_the_byte_loop(name in "[a-c.*> \t\u{7f}\u{1}é]{0,20}") {
+            if plain(&name) {
+                prop_assert_eq!(validate(&name), Ok(false), "{:?}", name);
+            }
+        }
+
+        #[test]
+        fn plain_accepts_plain_names(name in "[a-zA-Z0-9_-]{1,9}(\\.[a-zA-Z0-9_-]{1,9}){0,20}") {
+            prop_assume!(name.len() <= MAX_CHANNEL_LEN);
+            prop_assert!(plain(&name), "{:?}", name);
+        }
+    }
+
+    #[test]
+    fn plain_edges() {
+        assert!(plain("a"));
+        assert!(plain("bench.pairs"));
+        assert!(plain("abcdefg.hijklmn.o"));
+        assert!(!plain("abcdefg..hijklmn"));
+        assert!(!plain("ab..c"));
+        assert!(!plain("abcdefg.\u{7f}"));
+        assert!(!plain("abcdefg..x"));
+        assert!(!plain(&format!("{}..x", "a".repeat(7))));
+        assert!(!plain(&format!("{}.{}", "a".repeat(7), ".b")));
+        assert!(plain(&"a".repeat(256)));
+        assert!(!plain(&"a".repeat(257)));
+        assert!(!plain("a b"));
+        assert!(!plain("a.~\u{80}"));
+        assert!(plain("~!\"#$%&'()+,-/:;<=?@[]^_`{|}"));
+    }
 
     #[test]
     fn accepts_plain_and_wildcard_names() {

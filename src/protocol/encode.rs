@@ -5,18 +5,16 @@
 //! Field order is fixed: `command` first, and a MESSAGE's `message` last.
 
 use super::error::ErrorCode;
+use super::json::special_mask;
 use super::parse::Raw;
 
 /// Appends `s` as a JSON string literal (quotes and escapes included).
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    // Channel names and most other strings need no escape: one branch-free pass to
-    // check, then a single copy.
-    let needs_escape = bytes.iter().fold(false, |acc, &b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if !needs_escape {
+    // Channel names and most other strings need no escape: a check eight bytes at a
+    // time, then a single copy.
+    if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -43,6 +41,29 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether `bytes` holds a `"`, a `\\` or a control character (below 0x20).
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    let word_at = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let mut at = 0;
+    while at + 8 <= len {
+        if special_mask(word_at(at)) != 0 {
+            return true;
+        }
+        at += 8;
+    }
+    // The tail as the (overlapping) word that ends at the end.
+    at < len && special_mask(word_at(len - 8)) != 0
 }
 
 /// Appends `,"id":<raw>` when the command had an id.
@@ -72,10 +93,16 @@ fn write_uint(out: &mut Vec<u8>, n: u64) {
 /// `{"command":"MESSAGE","channel":..,"message":<raw>}\n`: encoded once per publish and
 /// shared by every receiver.
 pub fn encode_message(out: &mut Vec<u8>, channel: &str, message: &str) {
+    encode_message_bytes(out, channel, message.as_bytes());
+}
+
+/// [`encode_message`] for a message held as bytes that are known to be one JSON value
+/// (a payload the parser checked), spliced without a second UTF-8 check.
+pub fn encode_message_bytes(out: &mut Vec<u8>, channel: &str, message: &[u8]) {
     out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
     write_json_str(out, channel);
     out.extend_from_slice(b",\"message\":");
-    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(message);
     out.extend_from_slice(b"}\n");
 }
 
@@ -158,6 +185,23 @@ mod tests {
     fn as_json(bytes: &[u8]) -> serde_json::Value {
         assert_eq!(bytes.last(), Some(&b'\n'));
         serde_json::from_slice(bytes).expect("encoder wrote valid JSON")
+    }
+
+    #[test]
+    fn needs_escape_finds_every_special_byte() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = special;
+                    assert!(needs_escape(&bytes), "{bytes:?}");
+                }
+                let mut bytes = vec![b'x'; len];
+                bytes[at] = 0xc3;
+                assert!(!needs_escape(&bytes));
+            }
+            assert!(!needs_escape(&vec![b' '; len]));
+        }
     }
 
     #[test]

@@ -158,7 +158,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// End (exclusive) of the value starting at `i`, and whether it is a string with
 /// escapes.
-fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<(usize, bool)> {
+pub(super) fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<(usize, bool)> {
     let end = match b.get(i) {
         Some(b'"') => return skip_string(b, i),
         Some(b'-' | b'0'..=b'9') => skip_number(b, i),
@@ -217,7 +217,7 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
 /// A mask with the high bit set in the lowest byte of `w` that is below 0x20, `"` or
 /// `\` (bits above that byte may be spurious; the lowest one is exact).
 #[inline]
-fn special_mask(w: u64) -> u64 {
+pub(super) fn special_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
@@ -227,7 +227,7 @@ fn special_mask(w: u64) -> u64 {
 
 /// End (exclusive, after the closing quote) of the string starting at `i` (a `"`),
 /// and whether it holds an escape.
-fn skip_string(b: &[u8], i: usize) -> Scan<(usize, bool)> {
+pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<(usize, bool)> {
     let mut i = i + 1;
     let mut escaped = false;
     loop {

@@ -23,6 +23,7 @@ enum Log {
 
 /// How to start a broker: `Broker::builder().name("hub").args(&[..]).start()`.
 pub struct Builder {
+    program: Option<String>,
     wrapper: Vec<String>,
     listen: String,
     name: Option<String>,
@@ -31,6 +32,12 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Runs another broker binary than this build's (to check an older build).
+    pub fn program(mut self, program: Option<String>) -> Builder {
+        self.program = program;
+        self
+    }
+
     /// Runs the broker under a wrapper command (for example `prlimit --nofile=64:64 --`).
     pub fn wrapper(mut self, wrapper: &[&str]) -> Builder {
         self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
@@ -70,13 +77,14 @@ impl Builder {
 
     /// Starts it and waits for its `listening on ADDR` line.
     pub fn start(self) -> Broker {
+        let broker = self.program.as_deref().unwrap_or(BROKER);
         let mut command = match self.wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(BROKER);
+                c.args(rest).arg(broker);
                 c
             }
-            None => Command::new(BROKER),
+            None => Command::new(broker),
         };
         command.args(["--listen", &self.listen]);
         if let Some(name) = &self.name {
@@ -140,6 +148,7 @@ impl Broker {
     /// A builder: free loopback port, no flags, log discarded.
     pub fn builder() -> Builder {
         Builder {
+            program: None,
             wrapper: Vec::new(),
             listen: "127.0.0.1:0".to_string(),
             name: None,

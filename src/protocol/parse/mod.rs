@@ -12,6 +12,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::json;
+
+mod fast;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -399,6 +401,15 @@ pub fn parse_link_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
 
 #[inline]
 fn parse_with(line: &[u8], link: bool) -> Result<Frame<'_>, FrameError<'_>> {
+    if let Some(frame) = fast::publish(line) {
+        return Ok(frame);
+    }
+    general(line, link)
+}
+
+/// Every frame the fast path does not take: the scanner, else serde_json, then
+/// [`interpret`].
+fn general(line: &[u8], link: bool) -> Result<Frame<'_>, FrameError<'_>> {
     let text = std::str::from_utf8(line)
         .map_err(|_| FrameError::new(ErrorCode::BadJson, "frame is not valid UTF-8", None))?;
     let mut fields = RawFields::default();

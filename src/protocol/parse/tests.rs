@@ -177,3 +177,158 @@ fn fuzz_nesting_deeper_than_128_is_bad_json() {
         assert_eq!(code(&line), ErrorCode::BadJson, "{line}");
     }
 }
+
+/// The fast path's frame for `line`, and the general parser's outcome, as text.
+fn both_paths(line: &str) -> (Option<String>, String) {
+    let fast = fast::publish(line.as_bytes()).map(|f| format!("{f:?}"));
+    let general = match general(line.as_bytes(), false) {
+        Ok(f) => format!("{f:?}"),
+        Err(e) => format!("error {:?} {} {:?}", e.code, e.message, e.id),
+    };
+    (fast, general)
+}
+
+#[test]
+fn fast_path_takes_the_common_shapes_and_agrees_with_the_general_parser() {
+    for line in [
+        r#"{"command":"PUBLISH","channel":"bench.pairs","message":"0123456789abcd","ack":false}"#,
+        r#"{"command":"PUBLISH","channel":"bench.pairs","message":"0123456789abcd","ack":true}"#,
+        r#"{"command":"PUBLISH","channel":"a.b","message":{"x":[1,2.5,"é"]}}"#,
+        r#"{"command":"PUBLISH","channel":"x","ack":false,"message":"q\"uote\n"}"#,
+        r#"{"command":"PUBLISH","channel":"x","id":{"k":"\u00e9"},"message":null}"#,
+        r#"{"channel":"é.x","message":"ünï","command":"PUBLISH","ack":null,"id":7}"#,
+        r#"{"command":"PUBLISH","channel":"a.*","message":1}"#,
+    ] {
+        let (fast, general) = both_paths(line);
+        assert_eq!(fast.as_deref(), Some(general.as_str()), "{line}");
+    }
+    // Shapes left to the general parser.
+    for line in [
+        r#"{"command":"publish","channel":"a","message":1}"#,
+        r#"{ "command":"PUBLISH","channel":"a","message":1}"#,
+        r#"{"command":"PUBLISH","channel":"a\u002eb","message":1}"#,
+        r#"{"command":"PUBLISH","channel":"a","channel":"b","message":1}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":1,"x":2}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":1} "#,
+        r#"{"command":"PUBLISH","channel":"a"}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":01}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":"x	y"}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":1,"ack":"yes"}"#,
+        r#"{"command":"PUBLISH","channel":5,"message":1}"#,
+    ] {
+        assert_eq!(both_paths(line).0, None, "{line}");
+    }
+    // Not UTF-8: never the fast path's.
+    assert!(
+        fast::publish(b"{\"command\":\"PUBLISH\",\"channel\":\"a\",\"message\":\"\xff\"}")
+            .is_none()
+    );
+    assert!(
+        fast::publish(b"{\"command\":\"PUBLISH\",\"channel\":\"\xc3\",\"message\":1}").is_none()
+    );
+}
+
+mod fast_path_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            4 => Just("command"),
+            4 => Just("channel"),
+            4 => Just("message"),
+            2 => Just("ack"),
+            2 => Just("id"),
+            1 => Just("other"),
+            1 => Just("Command"),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            4 => Just("\"PUBLISH\""),
+            1 => Just("\"publish\""),
+            1 => Just("\"PING\""),
+            3 => Just("\"a.b\""),
+            1 => Just("\"a\\u002eb\""),
+            1 => Just("\"é.x\""),
+            1 => Just("\"\""),
+            1 => Just("\"q\\\"uote\\n\""),
+            1 => Just("\"\\ud800\""),
+            1 => Just("\"x\ty\""),
+            1 => Just("\"\\x\""),
+            1 => Just("1"),
+            1 => Just("-0.5e3"),
+            1 => Just("01"),
+            1 => Just("true"),
+            1 => Just("false"),
+            1 => Just("null"),
+            1 => Just("[1,{\"a\":\"\\n\"}]"),
+            1 => Just("{}"),
+            1 => Just("[1,]"),
+            1 => Just("tru"),
+        ]
+    }
+
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("{"),
+            Just("}"),
+            Just(","),
+            Just(":"),
+            Just(" "),
+            Just("\""),
+            Just("\\"),
+            Just("é"),
+            Just("\u{0}"),
+            Just("x"),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the fast path accepts, the general parser parses into the same frame.
+        #[test]
+        fn fast_path_agrees_with_general_parser(
+            members in prop::collection::vec((key(), value()), 0..7),
+            mutation in prop::option::of((any::<prop::sample::Index>(), piece())),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            let body: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let mut line = format!("{{{}}}", body.join(","));
+            if let Some((at, piece)) = mutation {
+                let mut at = at.index(line.len() + 1);
+                while !line.is_char_boundary(at) {
+                    at -= 1;
+                }
+                line.insert_str(at, piece);
+            }
+            if let Some(cut) = cut {
+                let mut at = cut.index(line.len() + 1);
+                while !line.is_char_boundary(at) {
+                    at -= 1;
+                }
+                line.truncate(at);
+            }
+            let (fast, general) = both_paths(&line);
+            if let Some(fast) = fast {
+                prop_assert_eq!(fast, general, "{}", line);
+            }
+        }
+
+        /// The canonical shapes with any channel and string message bytes.
+        #[test]
+        fn fast_path_agrees_on_any_strings(
+            channel in "[a-z.é\\\\\"\t*> ]{0,12}",
+            message in "[a-z0-9é\\\\\"\t\n]{0,24}",
+            ack in prop_oneof![Just(""), Just(",\"ack\":false"), Just(",\"ack\":true")],
+        ) {
+            let line = format!(
+                "{{\"command\":\"PUBLISH\",\"channel\":\"{channel}\",\"message\":\"{message}\"{ack}}}"
+            );
+            let (fast, general) = both_paths(&line);
+            if let Some(fast) = fast {
+                prop_assert_eq!(fast, general, "{}", line);
+            }
+        }
+    }
+}
