@@ -27,7 +27,7 @@ use std::hint::black_box;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pubsub::codec::{self, Wire};
 use pubsub::connection::{Connection, Conns, Stage};
@@ -328,21 +328,5 @@ impl Broker {
 }
 
 fn settings() -> Settings {
-    Settings {
-        name: "bench".into(),
-        max_frame: 1 << 20,
-        max_pending: 64 << 20,
-        max_connections: 100_000,
-        max_subscriptions: 10_000,
-        token: None,
-        link_token: None,
-        verbose: false,
-        upstreams: Vec::new(),
-        upstream_token: None,
-        link_backoff_max: Duration::from_secs(5),
-        max_memory: 1 << 30,
-        frame_timeout: Duration::from_secs(30),
-        auth_timeout: Duration::from_secs(5),
-        write_deadline: Duration::from_secs(10),
-    }
+    Settings::defaults("bench")
 }

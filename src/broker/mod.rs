@@ -15,7 +15,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use tracing::{info, warn};
 
-pub use config::{log_filter, Config, LOG_LEVELS};
+pub use config::{log_filter, Config, LOG_LEVELS, MAX_PENDING_DEFAULT, MAX_SUBSCRIPTIONS_DEFAULT};
 
 use crate::core::Settings;
 pub use crate::reactor::Control;

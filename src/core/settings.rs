@@ -40,3 +40,28 @@ pub struct Settings {
     /// How long pending output may go without a byte accepted by the socket.
     pub write_deadline: Duration,
 }
+
+impl Settings {
+    /// The command line's defaults for a broker named `name`, with a 1 GiB memory bound
+    /// and no connection limit beyond 100,000: for benchmarks and embedding, where no
+    /// command line was parsed.
+    pub fn defaults(name: &str) -> Settings {
+        Settings {
+            name: name.into(),
+            max_frame: crate::protocol::MAX_FRAME_DEFAULT,
+            max_pending: crate::broker::MAX_PENDING_DEFAULT,
+            max_connections: 100_000,
+            max_subscriptions: crate::broker::MAX_SUBSCRIPTIONS_DEFAULT,
+            token: None,
+            link_token: None,
+            verbose: false,
+            upstreams: Vec::new(),
+            upstream_token: None,
+            link_backoff_max: Duration::from_secs(5),
+            max_memory: 1 << 30,
+            frame_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(10),
+        }
+    }
+}
