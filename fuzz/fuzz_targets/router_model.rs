@@ -144,11 +144,16 @@ fuzz_target!(|data: &[u8]| {
                 out.clear();
                 // Something already in `out` must be left alone.
                 out.push(usize::MAX);
-                r.lookup(&c, &mut out);
+                let may_repeat = r.lookup(&c, &mut out);
                 assert_eq!(out[0], usize::MAX, "lookup overwrote the caller's entries");
                 let mut got = out[1..].to_vec();
                 got.sort_unstable();
                 assert_eq!(got, want, "matches of {c}");
+                if !may_repeat {
+                    let mut distinct = got.clone();
+                    distinct.dedup();
+                    assert_eq!(distinct, got, "lookup said no subscriber repeats: {c}");
+                }
                 lookups += 1;
                 matches += want.len() as u64;
             }

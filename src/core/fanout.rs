@@ -89,25 +89,11 @@ pub(super) struct Scratch {
 
 impl Scratch {
     /// The frame `wire` delivers for `msg`, encoded on first use in this publish.
+    #[inline]
     fn body(&mut self, wire: Wire, core: &mut Core, msg: &Msg<'_>) -> &Body {
-        let seq = &mut self.seq;
         let body = &mut self.bodies[wire.index()];
         if !body.encoded {
-            body.encoded = true;
-            body.bytes.clear();
-            match wire {
-                Wire::Json => codec::json::encode_delivery(msg, &mut body.bytes),
-                Wire::Link => {
-                    if *seq == 0 {
-                        *seq = match msg.origin {
-                            Origin::Routed { seq, .. } => seq,
-                            Origin::Client(_) => core.fed.next_seq(),
-                        };
-                    }
-                    codec::link::encode_route_frame(msg, *seq, core.fed.name(), &mut body.bytes);
-                }
-            }
-            body.shared = (body.bytes.len() >= SHARE_THRESHOLD).then(|| Rc::from(&body.bytes[..]));
+            encode(body, &mut self.seq, wire, core, msg);
         }
         body
     }
@@ -121,6 +107,27 @@ impl Scratch {
         }
         self.seq = 0;
     }
+}
+
+/// Encodes `wire`'s frame for `msg` into `body` (once per publish); a link frame takes
+/// the publish's sequence number, drawn on first use.
+#[cold]
+fn encode(body: &mut Body, seq: &mut u64, wire: Wire, core: &mut Core, msg: &Msg<'_>) {
+    body.encoded = true;
+    body.bytes.clear();
+    match wire {
+        Wire::Json => codec::json::encode_delivery(msg, &mut body.bytes),
+        Wire::Link => {
+            if *seq == 0 {
+                *seq = match msg.origin {
+                    Origin::Routed { seq, .. } => seq,
+                    Origin::Client(_) => core.fed.next_seq(),
+                };
+            }
+            codec::link::encode_route_frame(msg, *seq, core.fed.name(), &mut body.bytes);
+        }
+    }
+    body.shared = (body.bytes.len() >= SHARE_THRESHOLD).then(|| Rc::from(&body.bytes[..]));
 }
 
 /// Queues `msg` to every matching subscription (see the module documentation).
@@ -137,11 +144,13 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
     // encoders and `slow_consumer` meanwhile) moves a pointer, not ~150 bytes twice.
     let mut s = core.fanout.take().unwrap_or_default();
     s.matches.clear();
-    core.router.lookup(msg.channel, &mut s.matches);
+    // Only a wildcard match can name a connection twice.
+    let may_repeat = core.router.lookup(msg.channel, &mut s.matches);
     s.publish_no += 1;
     let mut receivers = 0;
-    for i in 0..s.matches.len() {
-        let key = s.matches[i].conn;
+    let matches = std::mem::take(&mut s.matches);
+    for sub in &matches {
+        let key = sub.conn;
         let Some(conn) = conns.get_mut(key) else {
             continue;
         };
@@ -149,7 +158,10 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
             continue;
         }
         let wire = conn.wire();
-        if wire.delivery() == Delivery::PerConnection && !conn.first_delivery_of(s.publish_no) {
+        if may_repeat
+            && wire.delivery() == Delivery::PerConnection
+            && !conn.first_delivery_of(s.publish_no)
+        {
             continue;
         }
         let link = conn.is_link();
@@ -174,6 +186,7 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         turn.mark_flush(conn);
         receivers += 1;
     }
+    s.matches = matches;
     s.reset();
     core.fanout = Some(s);
     core.stats.delivered += receivers as u64;

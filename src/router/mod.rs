@@ -119,17 +119,21 @@ impl<S: Copy + Eq> Router<S> {
 
     /// Appends to `out` every subscription whose pattern matches `channel`: the exact
     /// subscribers first, then the wildcard ones. A subscriber holding several matching
-    /// patterns appears once per pattern.
-    pub fn lookup(&mut self, channel: &str, out: &mut Vec<S>) {
+    /// patterns appears once per pattern. Returns whether any wildcard subscription
+    /// matched: only then can one subscriber appear more than once (it inserts a given
+    /// pattern at most once, so the exact subscribers of a channel are distinct).
+    pub fn lookup(&mut self, channel: &str, out: &mut Vec<S>) -> bool {
         let start = out.len();
         if let Some(subs) = self.exact.get(channel) {
             out.extend_from_slice(subs);
         }
+        let exact_end = out.len();
         if self.stats.wildcard_subscriptions > 0 {
             self.wild.collect(channel, out);
         }
         self.stats.lookups += 1;
         self.stats.matches += (out.len() - start) as u64;
+        out.len() > exact_end
     }
 
     /// The index's counters.

@@ -44,6 +44,20 @@ fn one_match_per_matching_subscription() {
 }
 
 #[test]
+fn lookup_says_when_a_subscriber_may_repeat() {
+    let mut r = Router::new();
+    r.insert("a.b", false, 1);
+    r.insert("a.b", false, 2);
+    let mut out = Vec::new();
+    assert!(!r.lookup("a.b", &mut out), "exact subscribers are distinct");
+    r.insert("a.*", true, 1);
+    out.clear();
+    assert!(r.lookup("a.b", &mut out), "a wildcard matched");
+    out.clear();
+    assert!(!r.lookup("a.c.d", &mut out));
+}
+
+#[test]
 fn removal_is_exact_and_prunes() {
     let mut r = Router::new();
     r.insert("a.*", true, 1);
