@@ -1,9 +1,9 @@
 //! Deadlines: a few reactor-level timers, and a sweep over per-connection ones.
 //!
 //! Owns when the loop must wake without I/O. Reactor-level deadlines (resume accepting,
-//! re-dial an upstream, the shutdown grace) sit in one ordered map. Per-connection
-//! deadlines live on the connections themselves (today: the close grace of a closing
-//! connection) and are found by a sweep that visits a bounded slice of the table every
+//! re-dial an upstream, the shutdown grace, giving idle output chunks back) sit in one
+//! ordered map. Per-connection deadlines live on the connections themselves (the close
+//! grace, `--auth-timeout`, `--frame-timeout`, `--write-deadline`) and are found by a sweep that visits a bounded slice of the table every
 //! [`SWEEP_EVERY`], as Redis's `clientsCron` does: no timer entry per connection, so a
 //! read or write never touches a timer structure and a reused slot can never fire an old
 //! connection's timer. Every function takes `now` from the caller, so the logic is
