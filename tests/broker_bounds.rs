@@ -154,3 +154,32 @@ fn replies_count_toward_max_pending() {
     writer.join().expect("writer");
     b.connect().ping();
 }
+
+#[test]
+fn the_largest_holder_is_shed_first() {
+    const LIMIT: usize = 1 << 20;
+    let b = Broker::start(&["--max-frame", "2097152", "--max-memory", &LIMIT.to_string()]);
+    let head = r#"{"command":"PUBLISH","channel":"x","message":""#;
+    let mut big = b.connect();
+    let big_part = 900_000;
+    let mut frame = head.to_string();
+    frame.push_str(&"y".repeat(big_part - head.len()));
+    big.send_raw(frame.as_bytes());
+    wait_stats(&b, "the big frame held", |v| {
+        v["memory"]["input"].as_u64() >= Some(big_part as u64)
+    });
+    // Small holders push the total past the limit: the big one goes, they stay.
+    let small_part = 30_000;
+    let mut small: Vec<Conn> = (0..10).map(|_| b.connect()).collect();
+    let mut part = head.to_string();
+    part.push_str(&"z".repeat(small_part - head.len()));
+    for c in &mut small {
+        c.send_raw(part.as_bytes());
+    }
+    big.expect_error("stale");
+    for c in &mut small {
+        c.send("\"}");
+        assert_eq!(c.expect("PUBLISHED")["receivers"], 0);
+    }
+    assert_eq!(b.stats()["shed"]["memory"], 1);
+}
