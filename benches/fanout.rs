@@ -9,16 +9,14 @@
 //! second and time / 1,000 is the cost of one delivery. Payloads: 16 B (copied into
 //! pooled chunks) and 1 KiB (at the share threshold: one `Rc` per queue).
 
+mod support;
+
 use std::hint::black_box;
-use std::io;
-use std::net::{TcpListener, TcpStream};
-use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pubsub::codec::Wire;
-use pubsub::connection::{Connection, Conns, Stage};
-use pubsub::core::{fan_out, Core, Msg, Origin, Payload, Settings, Turn};
-use pubsub::net::Transport;
+use pubsub::core::{fan_out, Msg, Origin, Payload};
+use pubsub::ids::ConnKey;
+use support::Loopback;
 
 /// Subscribers of the channel.
 const SUBSCRIBERS: usize = 1000;
@@ -31,56 +29,19 @@ const CHANNEL: &str = "bench.fanout";
 
 /// A broker core with 1,000 subscribed connections and one publisher.
 struct Bench {
-    core: Core,
-    conns: Conns,
-    turn: Turn,
-    publisher: pubsub::ids::ConnKey,
-    /// The far ends of the sockets, kept open.
-    _peers: Vec<TcpStream>,
-}
-
-fn settings() -> Settings {
-    Settings::defaults("bench")
+    lb: Loopback,
+    publisher: ConnKey,
 }
 
 impl Bench {
     fn new() -> Bench {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut core = Core::new(settings());
-        let mut conns = Conns::new();
-        let mut turn = Turn::new(Instant::now());
-        let mut peers = Vec::new();
-        let mut keys = Vec::new();
-        for _ in 0..=SUBSCRIBERS {
-            peers.push(TcpStream::connect(addr).expect("connect"));
-            let (stream, peer) = listener.accept().expect("accept");
-            stream.set_nonblocking(true).expect("nonblocking");
-            let key = conns.vacant_key();
-            let id = core.next_client_id();
-            let conn = Connection::new(
-                key,
-                Transport::Tcp(mio::net::TcpStream::from_std(stream)),
-                peer,
-                id,
-                Stage::Open,
-                Wire::Json,
-                Instant::now(),
-            );
-            keys.push(conns.insert(conn));
-        }
+        let mut lb = Loopback::new(SUBSCRIBERS + 1);
+        let mut keys = lb.keys.clone();
         let publisher = keys.pop().expect("a publisher");
         for key in keys {
-            core.subscribe(&mut conns, &mut turn, key, CHANNEL)
-                .expect("subscribe");
+            lb.subscribe(key, CHANNEL);
         }
-        Bench {
-            core,
-            conns,
-            turn,
-            publisher,
-            _peers: peers,
-        }
+        Bench { lb, publisher }
     }
 
     /// One PUBLISH through the real fan-out. Returns deliveries.
@@ -90,29 +51,13 @@ impl Bench {
             payload: Payload::json(message),
             origin: Origin::Client(self.publisher),
         };
-        fan_out(&mut self.core, &mut self.conns, &mut self.turn, &msg)
+        let lb = &mut self.lb;
+        fan_out(&mut lb.core, &mut lb.conns, &mut lb.turn, &msg)
     }
 
-    /// End of the loop turn: flush every queue with output into `io::sink()`.
+    /// End of the loop turn: flush every queue with output into a sink.
     fn flush(&mut self) -> usize {
-        let mut sink = io::sink();
-        let mut written = 0;
-        let list = self.turn.take_flush();
-        for &key in &list {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.unmark_flush();
-            match conn
-                .out()
-                .write_to(&mut self.core.pool, &mut sink, WRITE_BUDGET)
-            {
-                Ok(f) => written += f.written,
-                Err(e) => panic!("sink cannot fail: {e}"),
-            }
-        }
-        self.turn.return_flush(list);
-        written
+        self.lb.end_turn(WRITE_BUDGET)
     }
 }
 

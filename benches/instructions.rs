@@ -23,18 +23,15 @@
 //! ceiling (see [`CASES`]). Without valgrind it says so and exits 0, except under CI
 //! (`CI` set), where a missing valgrind is an error. `-- --quick` uses fewer iterations.
 
-use std::hint::black_box;
-use std::io;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, ExitCode};
-use std::time::Instant;
+mod support;
 
-use pubsub::codec::{self, Wire};
-use pubsub::connection::{Connection, Conns, Stage};
-use pubsub::core::{Core, Settings, Turn};
+use std::hint::black_box;
+use std::process::{Command, ExitCode};
+
+use pubsub::codec;
 use pubsub::ids::ConnKey;
-use pubsub::net::Transport;
 use pubsub::protocol::{parse_frame, validate_publish, Command as Cmd};
+use support::Loopback;
 
 /// The canonical frames: what `loadgen pairs` and `fanin` publish at 16 B.
 const FRAME_NO_ACK: &[u8] =
@@ -252,81 +249,43 @@ fn measured_parse_validate(line: &[u8]) -> bool {
 
 #[inline(never)]
 fn measured_on_frame(b: &mut Broker, line: &[u8]) {
-    codec::json::on_frame(&mut b.core, &mut b.conns, &mut b.turn, b.publisher, line);
+    codec::json::on_frame(
+        &mut b.lb.core,
+        &mut b.lb.conns,
+        &mut b.lb.turn,
+        b.publisher,
+        line,
+    );
 }
 
 #[inline(never)]
 fn measured_on_bytes(b: &mut Broker, data: &[u8]) -> usize {
-    codec::on_bytes(&mut b.core, &mut b.conns, &mut b.turn, b.publisher, data)
+    codec::on_bytes(
+        &mut b.lb.core,
+        &mut b.lb.conns,
+        &mut b.lb.turn,
+        b.publisher,
+        data,
+    )
 }
 
 /// A broker core with one subscriber of [`CHANNEL`] and one publisher, both real
-/// (loopback) connections that are never written to.
+/// loopback connections.
 struct Broker {
-    core: Core,
-    conns: Conns,
-    turn: Turn,
+    lb: Loopback,
     publisher: ConnKey,
-    _peers: Vec<TcpStream>,
 }
 
 impl Broker {
     fn new() -> Broker {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut core = Core::new(settings());
-        let mut conns = Conns::new();
-        let mut turn = Turn::new(Instant::now());
-        let mut peers = Vec::new();
-        let mut keys = Vec::new();
-        for _ in 0..2 {
-            peers.push(TcpStream::connect(addr).expect("connect"));
-            let (stream, peer) = listener.accept().expect("accept");
-            stream.set_nonblocking(true).expect("nonblocking");
-            let key = conns.vacant_key();
-            let id = core.next_client_id();
-            let conn = Connection::new(
-                key,
-                Transport::Tcp(mio::net::TcpStream::from_std(stream)),
-                peer,
-                id,
-                Stage::Open,
-                Wire::Json,
-                Instant::now(),
-            );
-            keys.push(conns.insert(conn));
-        }
-        core.subscribe(&mut conns, &mut turn, keys[0], CHANNEL)
-            .expect("subscribe");
-        Broker {
-            core,
-            conns,
-            turn,
-            publisher: keys[1],
-            _peers: peers,
-        }
+        let mut lb = Loopback::new(2);
+        let (subscriber, publisher) = (lb.keys[0], lb.keys[1]);
+        lb.subscribe(subscriber, CHANNEL);
+        Broker { lb, publisher }
     }
 
     /// The end of a loop turn: every queue with output is written into a sink.
     fn end_turn(&mut self) {
-        let mut sink = io::sink();
-        let list = self.turn.take_flush();
-        for &key in &list {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.unmark_flush();
-            if let Err(e) = conn
-                .out()
-                .write_to(&mut self.core.pool, &mut sink, usize::MAX)
-            {
-                panic!("a sink cannot fail: {e}");
-            }
-        }
-        self.turn.return_flush(list);
+        self.lb.end_turn(usize::MAX);
     }
-}
-
-fn settings() -> Settings {
-    Settings::defaults("bench")
 }
