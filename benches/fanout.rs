@@ -48,6 +48,7 @@ impl Bench {
     fn publish(&mut self, message: &str) -> usize {
         let msg = Msg {
             channel: CHANNEL,
+            plain: true,
             payload: Payload::json(message),
             origin: Origin::Client(self.publisher),
         };

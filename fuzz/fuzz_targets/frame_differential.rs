@@ -202,8 +202,10 @@ fn compare(frame: &Frame<'_>, v: &Value) {
             channel,
             message,
             ack,
+            plain,
         } => {
             assert_eq!(Some(&**channel), str_field(v, "channel"));
+            assert_eq!(*plain, pubsub::protocol::is_plain(channel), "plain");
             msg(message);
             assert_eq!(*ack, v.get("ack").and_then(Value::as_bool).unwrap_or(true));
         }

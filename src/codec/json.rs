@@ -70,27 +70,31 @@ pub fn on_frame(core: &mut Core, conns: &mut Conns, turn: &mut Turn, key: ConnKe
             channel,
             message,
             ack,
+            plain,
         } => {
-            if let Err(e) = validate_publish(&channel) {
-                return send_error(
-                    core,
-                    conns,
-                    turn,
-                    key,
-                    ErrorCode::BadChannel,
-                    &e.to_string(),
-                    id,
-                );
+            if !plain {
+                if let Err(e) = validate_publish(&channel) {
+                    return send_error(
+                        core,
+                        conns,
+                        turn,
+                        key,
+                        ErrorCode::BadChannel,
+                        &e.to_string(),
+                        id,
+                    );
+                }
             }
             let msg = Msg {
                 channel: &channel,
+                plain,
                 payload: Payload::json(message.get()),
                 origin: Origin::Client(key),
             };
             let receivers = fan_out(core, conns, turn, &msg);
             if ack {
                 core.reply.clear();
-                encode_published(&mut core.reply, &channel, receivers, id);
+                encode_published(&mut core.reply, &channel, plain, receivers, id);
                 core.queue_reply(conns, turn, key);
             }
         }
@@ -286,7 +290,7 @@ pub fn encode_delivery(msg: &Msg<'_>, out: &mut Vec<u8>) {
     let p = msg.payload;
     if p.json {
         // One JSON value (the parser checked it): spliced as is, no second UTF-8 pass.
-        return encode_message_bytes(out, msg.channel, p.bytes);
+        return encode_message_bytes(out, msg.channel, msg.plain, p.bytes);
     }
     out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
     write_json_str(out, msg.channel);
@@ -338,6 +342,7 @@ mod tests {
     fn byte_payloads_become_strings_or_base64() {
         let msg = |bytes: &'static [u8]| Msg {
             channel: "c",
+            plain: true,
             payload: Payload { bytes, json: false },
             origin: Origin::Routed {
                 seq: 1,

@@ -230,6 +230,7 @@ fn on_route(
         RouteVerdict::Deliver => {
             let msg = Msg {
                 channel,
+                plain: false,
                 payload,
                 origin: Origin::Routed { seq, path },
             };
@@ -299,6 +300,7 @@ mod tests {
         let bytes: &[u8] = b"\x00\xffbinary\n";
         let msg = Msg {
             channel: "c.d",
+            plain: true,
             payload: Payload { bytes, json: false },
             origin: Origin::Client(ConnKey::from(1)),
         };

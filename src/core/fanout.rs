@@ -63,6 +63,9 @@ pub enum Origin<'a> {
 pub struct Msg<'a> {
     /// The channel it was published on (validated).
     pub channel: &'a str,
+    /// `channel` is plain ([`crate::protocol::is_plain`]), so it needs no escaping in a
+    /// JSON string; `false` when unknown.
+    pub plain: bool,
     /// The payload.
     pub payload: Payload<'a>,
     /// Where it comes from.

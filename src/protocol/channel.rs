@@ -78,13 +78,32 @@ fn bytes_equal(w: u64, c: u8) -> u64 {
     !(((x & LOW7) + LOW7) | x) & HIGH
 }
 
-/// Whether `name` is a plain channel: 1..=256 bytes, all printable ASCII (0x21..=0x7e),
-/// no `*` or `>` anywhere, no empty token. Eight bytes at a time; exact for what it
-/// accepts, and anything it does not accept goes to [`validate`], which names the
-/// problem (or accepts, e.g. non-ASCII letters or `a*` inside a token). A PUBLISH's
-/// channel is nearly always plain.
+/// The bytes of `w` that keep a name from being plain, and its dots: a high bit in
+/// `bad` for each byte >= 0x7f (DEL, non-ASCII), < 0x21 (space, controls), `*`, `>`, `"`
+/// or `\\`; a high bit in `dots` for each `.`. Exact for bytes below 0x80; those at or
+/// above are flagged anyway.
 #[inline]
-fn plain(name: &str) -> bool {
+pub(crate) fn plain_word(w: u64) -> (u64, u64) {
+    let high = (w | ((w & LOW7) + ONES)) & HIGH;
+    let low = !((w & LOW7) + ONES * 0x5f) & HIGH;
+    let bad = high
+        | low
+        | bytes_equal(w, b'*')
+        | bytes_equal(w, b'>')
+        | bytes_equal(w, b'"')
+        | bytes_equal(w, b'\\');
+    (bad, bytes_equal(w, b'.'))
+}
+
+/// Whether `name` is a plain channel: 1..=256 bytes, all printable ASCII (0x21..=0x7e)
+/// but `*`, `>`, `"` and `\\`, no empty token. A plain channel is a valid channel to
+/// publish on and needs no escaping inside a JSON string. Eight bytes at a time; exact
+/// for what it accepts, and anything it does not accept goes to [`validate`], which
+/// names the problem (or accepts, e.g. non-ASCII letters, `"` or `a*` inside a token).
+/// A PUBLISH's channel is nearly always plain; the PUBLISH fast path proves it while
+/// scanning the frame (`protocol::parse::fast`), so the codec does not ask again.
+#[inline]
+pub fn is_plain(name: &str) -> bool {
     let bytes = name.as_bytes();
     let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
         return false;
@@ -93,12 +112,7 @@ fn plain(name: &str) -> bool {
         return false;
     }
     let check = |w: u64| -> (bool, u64) {
-        // Bytes >= 0x7f (DEL, non-ASCII), then bytes < 0x21 (space, controls): exact for
-        // the bytes below 0x80, and those at or above are already flagged.
-        let high = (w | ((w & LOW7) + ONES)) & HIGH;
-        let low = !((w & LOW7) + ONES * 0x5f) & HIGH;
-        let bad = high | low | bytes_equal(w, b'*') | bytes_equal(w, b'>');
-        let dots = bytes_equal(w, b'.');
+        let (bad, dots) = plain_word(w);
         // Two dots in a row inside the word.
         (bad == 0 && dots & (dots >> 8) == 0, dots)
     };
@@ -134,7 +148,7 @@ fn plain(name: &str) -> bool {
 
 /// Validates a subscription pattern; returns `true` when it holds a wildcard token.
 pub fn validate_pattern(pattern: &str) -> Result<bool, ChannelError> {
-    if plain(pattern) {
+    if is_plain(pattern) {
         return Ok(false);
     }
     validate(pattern)
@@ -142,7 +156,7 @@ pub fn validate_pattern(pattern: &str) -> Result<bool, ChannelError> {
 
 /// Validates a channel to publish on: the shared rules, and no wildcard tokens.
 pub fn validate_publish(channel: &str) -> Result<(), ChannelError> {
-    if plain(channel) {
+    if is_plain(channel) {
         return Ok(());
     }
     if validate(channel)? {
@@ -161,7 +175,7 @@ mod tests {
         /// The eight-bytes-at-a-time check accepts only what the byte loop accepts.
         #[test]
         fn plain_agrees_with_the_byte_loop(name in "[a-c.*> \t\u{7f}\u{1}é]{0,20}") {
-            if plain(&name) {
+            if is_plain(&name) {
                 prop_assert_eq!(validate(&name), Ok(false), "{:?}", name);
             }
         }
@@ -169,26 +183,29 @@ mod tests {
         #[test]
         fn plain_accepts_plain_names(name in "[a-zA-Z0-9_-]{1,9}(\\.[a-zA-Z0-9_-]{1,9}){0,20}") {
             prop_assume!(name.len() <= MAX_CHANNEL_LEN);
-            prop_assert!(plain(&name), "{:?}", name);
+            prop_assert!(is_plain(&name), "{:?}", name);
         }
     }
 
     #[test]
     fn plain_edges() {
-        assert!(plain("a"));
-        assert!(plain("bench.pairs"));
-        assert!(plain("abcdefg.hijklmn.o"));
-        assert!(!plain("abcdefg..hijklmn"));
-        assert!(!plain("ab..c"));
-        assert!(!plain("abcdefg.\u{7f}"));
-        assert!(!plain("abcdefg..x"));
-        assert!(!plain(&format!("{}..x", "a".repeat(7))));
-        assert!(!plain(&format!("{}.{}", "a".repeat(7), ".b")));
-        assert!(plain(&"a".repeat(256)));
-        assert!(!plain(&"a".repeat(257)));
-        assert!(!plain("a b"));
-        assert!(!plain("a.~\u{80}"));
-        assert!(plain("~!\"#$%&'()+,-/:;<=?@[]^_`{|}"));
+        assert!(is_plain("a"));
+        assert!(is_plain("bench.pairs"));
+        assert!(is_plain("abcdefg.hijklmn.o"));
+        assert!(!is_plain("abcdefg..hijklmn"));
+        assert!(!is_plain("ab..c"));
+        assert!(!is_plain("abcdefg.\u{7f}"));
+        assert!(!is_plain("abcdefg..x"));
+        assert!(!is_plain(&format!("{}..x", "a".repeat(7))));
+        assert!(!is_plain(&format!("{}.{}", "a".repeat(7), ".b")));
+        assert!(is_plain(&"a".repeat(256)));
+        assert!(!is_plain(&"a".repeat(257)));
+        assert!(!is_plain("a b"));
+        assert!(!is_plain("a.~\u{80}"));
+        assert!(is_plain("~!#$%&'()+,-/:;<=?@[]^_`{|}"));
+        // Valid, but not plain: they need escaping inside a JSON string.
+        assert!(!is_plain("a\"b") && validate_publish("a\"b").is_ok());
+        assert!(!is_plain("a\\b") && validate_publish("a\\b").is_ok());
     }
 
     #[test]

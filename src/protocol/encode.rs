@@ -93,17 +93,33 @@ fn write_uint(out: &mut Vec<u8>, n: u64) {
 /// `{"command":"MESSAGE","channel":..,"message":<raw>}\n`: encoded once per publish and
 /// shared by every receiver.
 pub fn encode_message(out: &mut Vec<u8>, channel: &str, message: &str) {
-    encode_message_bytes(out, channel, message.as_bytes());
+    encode_message_bytes(out, channel, false, message.as_bytes());
 }
 
 /// [`encode_message`] for a message held as bytes that are known to be one JSON value
-/// (a payload the parser checked), spliced without a second UTF-8 check.
-pub fn encode_message_bytes(out: &mut Vec<u8>, channel: &str, message: &[u8]) {
+/// (a payload the parser checked), spliced without a second UTF-8 check. `plain` says
+/// the channel is plain ([`crate::protocol::is_plain`]) and is copied without looking
+/// for characters to escape.
+pub fn encode_message_bytes(out: &mut Vec<u8>, channel: &str, plain: bool, message: &[u8]) {
     out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
-    write_json_str(out, channel);
+    write_channel(out, channel, plain);
     out.extend_from_slice(b",\"message\":");
     out.extend_from_slice(message);
     out.extend_from_slice(b"}\n");
+}
+
+/// A channel as a JSON string: copied as is when `plain` ([`crate::protocol::is_plain`]:
+/// nothing in it needs escaping), else through [`write_json_str`].
+#[inline]
+fn write_channel(out: &mut Vec<u8>, channel: &str, plain: bool) {
+    debug_assert!(!plain || crate::protocol::is_plain(channel));
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(channel.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json_str(out, channel);
+    }
 }
 
 /// `SUBSCRIBED` / `UNSUBSCRIBED` replies: `reply` is the command name to write.
@@ -124,10 +140,17 @@ pub fn encode_subscription(
     out.extend_from_slice(b"}\n");
 }
 
-/// `PUBLISHED` reply with the number of receivers.
-pub fn encode_published(out: &mut Vec<u8>, channel: &str, receivers: usize, id: Option<Raw<'_>>) {
+/// `PUBLISHED` reply with the number of receivers; `plain` as for
+/// [`encode_message_bytes`].
+pub fn encode_published(
+    out: &mut Vec<u8>,
+    channel: &str,
+    plain: bool,
+    receivers: usize,
+    id: Option<Raw<'_>>,
+) {
     out.extend_from_slice(b"{\"command\":\"PUBLISHED\",\"channel\":");
-    write_json_str(out, channel);
+    write_channel(out, channel, plain);
     out.extend_from_slice(b",\"receivers\":");
     write_uint(out, receivers as u64);
     write_id(out, id);
@@ -227,7 +250,7 @@ mod tests {
     fn replies_are_valid_json_with_ids() {
         let id = Raw::trusted("[1,\"x\"]");
         let mut out = Vec::new();
-        encode_published(&mut out, "c", 12345, Some(id));
+        encode_published(&mut out, "c", true, 12345, Some(id));
         let v = as_json(&out);
         assert_eq!(v["receivers"], 12345);
         assert_eq!(v["id"], serde_json::json!([1, "x"]));
@@ -254,5 +277,22 @@ mod tests {
         out.clear();
         encode_pong(&mut out, Some(Raw::trusted("null")));
         assert_eq!(out, b"{\"command\":\"PONG\",\"id\":null}\n".to_vec());
+    }
+
+    #[test]
+    fn a_plain_channel_is_written_as_the_escaping_path_writes_it() {
+        for channel in ["a", "bench.pairs", "x.y~z_1-2:3", "\"q\"", "a\\b\n"] {
+            let plain = crate::protocol::is_plain(channel);
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            encode_message_bytes(&mut fast, channel, plain, b"1");
+            encode_message_bytes(&mut slow, channel, false, b"1");
+            assert_eq!(fast, slow, "{channel}");
+            assert_eq!(as_json(&fast)["channel"], channel);
+            fast.clear();
+            slow.clear();
+            encode_published(&mut fast, channel, plain, 2, None);
+            encode_published(&mut slow, channel, false, 2, None);
+            assert_eq!(fast, slow, "{channel}");
+        }
     }
 }

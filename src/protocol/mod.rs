@@ -13,7 +13,7 @@ mod link;
 mod parse;
 mod scan;
 
-pub use channel::{validate_pattern, validate_publish, ChannelError, MAX_CHANNEL_LEN};
+pub use channel::{is_plain, validate_pattern, validate_publish, ChannelError, MAX_CHANNEL_LEN};
 pub use encode::{
     encode_error, encode_message, encode_message_bytes, encode_pong, encode_published,
     encode_subscription, encode_welcome, write_json_str, Welcome,

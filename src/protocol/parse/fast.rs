@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use super::{Command, Frame, Raw};
-use crate::protocol::json;
+use crate::protocol::{channel, json};
 
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
@@ -53,6 +53,58 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
             _ => j += 1,
         }
     }
+}
+
+/// The channel's string starting at `b[i]` (a `"`), scanned for the end quote and for
+/// the plain-channel rules at once ([`channel::is_plain`]): the index after its closing
+/// quote and whether it is plain. `None` when a byte other than the closing quote stops
+/// a plain name (an escape, a control, a space, non-ASCII, `*`, `>`): the caller then
+/// scans it as any string and checks it the general way.
+#[inline]
+fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let start = i + 1;
+    let mut j = start;
+    let mut dot_before = false;
+    let mut double_dot = false;
+    loop {
+        if j + 8 > b.len() {
+            // The last bytes of the line, one at a time (a channel ends a line only in
+            // a frame that is invalid anyway).
+            loop {
+                match *b.get(j)? {
+                    b'"' => break,
+                    c if c <= b' ' || c >= 0x7f || matches!(c, b'*' | b'>' | b'\\') => return None,
+                    c => double_dot |= c == b'.' && b[j - 1] == b'.',
+                }
+                j += 1;
+            }
+            break;
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[j..j + 8]);
+        let (bad, mut dots) = channel::plain_word(u64::from_le_bytes(word));
+        let stop = bad.trailing_zeros() / 8;
+        if stop < 8 {
+            // Only the dots before the stopping byte belong to the name.
+            dots &= (1u64 << (stop * 8)) - 1;
+        }
+        double_dot |= dots & (dots >> 8) != 0 || (dot_before && dots & 0x80 != 0);
+        if stop < 8 {
+            j += stop as usize;
+            if b[j] != b'"' {
+                return None;
+            }
+            break;
+        }
+        dot_before = dots >> 63 != 0;
+        j += 8;
+    }
+    let len = j - start;
+    let plain = !double_dot
+        && (1..=channel::MAX_CHANNEL_LEN).contains(&len)
+        && b[start] != b'.'
+        && b[j - 1] != b'.';
+    Some((j + 1, plain))
 }
 
 /// The text of `b[start..end]`. `ascii` says the caller's scan saw only ASCII bytes
@@ -103,8 +155,14 @@ fn canonical(b: &[u8]) -> Option<Frame<'_>> {
     if !b.starts_with(HEAD) {
         return None;
     }
-    let (c_end, escaped, c_ascii) = string(b, HEAD.len() - 1)?;
-    if escaped || !b.get(c_end..)?.starts_with(MESSAGE) {
+    let (c_end, c_ascii, plain) = match plain_channel(b, HEAD.len() - 1) {
+        Some((end, plain)) => (end, true, plain),
+        None => match string(b, HEAD.len() - 1)? {
+            (_, true, _) => return None,
+            (end, false, ascii) => (end, ascii, false),
+        },
+    };
+    if !b.get(c_end..)?.starts_with(MESSAGE) {
         return None;
     }
     let m_start = c_end + MESSAGE.len();
@@ -121,6 +179,7 @@ fn canonical(b: &[u8]) -> Option<Frame<'_>> {
         (m_start, m_end, m_escaped, m_ascii),
         ack,
         None,
+        Some(plain),
     )
 }
 
@@ -133,6 +192,7 @@ fn build(
     message: (usize, usize, bool, bool),
     ack: bool,
     id: Option<(usize, usize, bool, bool)>,
+    plain: Option<bool>,
 ) -> Option<Frame<'_>> {
     let id = match id {
         Some((start, end, escaped, ascii)) => Some(Raw {
@@ -141,10 +201,12 @@ fn build(
         }),
         None => None,
     };
+    let channel = text(b, channel.0, channel.1, channel.2)?;
     Some(Frame {
         id,
         command: Command::Publish {
-            channel: Cow::Borrowed(text(b, channel.0, channel.1, channel.2)?),
+            plain: plain.unwrap_or_else(|| channel::is_plain(channel)),
+            channel: Cow::Borrowed(channel),
             message: Raw {
                 text: text(b, message.0, message.1, message.3)?,
                 escaped: message.2,
@@ -212,5 +274,5 @@ fn any_order(b: &[u8]) -> Option<Frame<'_>> {
     let (Some(channel), Some(message), true) = (channel, message, command) else {
         return None;
     };
-    build(b, channel, message, ack.unwrap_or(true), id)
+    build(b, channel, message, ack.unwrap_or(true), id, None)
 }

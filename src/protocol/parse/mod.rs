@@ -93,6 +93,10 @@ pub enum Command<'a> {
         message: Raw<'a>,
         /// Whether to reply `PUBLISHED`.
         ack: bool,
+        /// The channel is plain ([`crate::protocol::is_plain`]): a valid channel to
+        /// publish on that needs no escaping in a JSON string. The parser found out while
+        /// reading it, so the codec need not check the channel again.
+        plain: bool,
     },
     /// `PING`.
     Ping,
@@ -472,6 +476,7 @@ fn interpret<'a>(fields: &RawFields<'a>, link: bool) -> Result<Frame<'a>, FrameE
             .ok_or_else(|| FrameError::new(ErrorCode::BadField, "missing field 'message'", id))?;
         let ack = optional_bool(fields.ack, "ack", true, id)?;
         Command::Publish {
+            plain: crate::protocol::is_plain(&channel),
             channel,
             message,
             ack,

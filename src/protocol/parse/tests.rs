@@ -14,8 +14,10 @@ fn publish_keeps_message_text_exactly() {
             channel,
             message,
             ack,
+            plain,
         } => {
             assert_eq!(channel, "a.b");
+            assert!(plain);
             assert!(matches!(channel, Cow::Borrowed(_)));
             assert_eq!(
                 message.get(),
@@ -318,7 +320,7 @@ mod fast_path_properties {
         /// The canonical shapes with any channel and string message bytes.
         #[test]
         fn fast_path_agrees_on_any_strings(
-            channel in "[a-z.é\\\\\"\t*> ]{0,12}",
+            channel in "[a-z.é\\\\\"\t*> ]{0,20}",
             message in "[a-z0-9é\\\\\"\t\n]{0,24}",
             ack in prop_oneof![Just(""), Just(",\"ack\":false"), Just(",\"ack\":true")],
         ) {
@@ -328,6 +330,22 @@ mod fast_path_properties {
             let (fast, general) = both_paths(&line);
             if let Some(fast) = fast {
                 prop_assert_eq!(fast, general, "{}", line);
+            }
+        }
+
+        /// The fast path's `plain` is exactly `is_plain` of the channel it read: long
+        /// names cross word boundaries and the 256-byte limit, short ones hit every
+        /// refused byte.
+        #[test]
+        fn fast_path_proves_plain_exactly(
+            channel in "[a-c.]{0,20}|[a-c.]{250,262}|[a-z.~*>\"\\\\é \t\u{7f}]{0,30}",
+            tail in prop_oneof![Just(",\"message\":1}"), Just(",\"message\":\"0123456789abcd\",\"ack\":false}")],
+        ) {
+            let line = format!("{{\"command\":\"PUBLISH\",\"channel\":\"{channel}\"{tail}");
+            if let Some(Frame { command: Command::Publish { channel, plain, .. }, .. }) =
+                fast::publish(line.as_bytes())
+            {
+                prop_assert_eq!(plain, crate::protocol::is_plain(&channel), "{}", line);
             }
         }
     }
