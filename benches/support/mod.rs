@@ -51,8 +51,7 @@ impl Loopback {
                 id,
                 Stage::Open,
                 Wire::Json,
-                Instant::now(),
-            );
+                );
             keys.push(conns.insert(conn));
         }
         Loopback {

@@ -55,7 +55,10 @@ pub enum Stage {
     Dialing,
     /// Reading commands, but only `HELLO` with the right token is accepted (the broker
     /// runs with `--token`).
-    AwaitingHello,
+    AwaitingHello {
+        /// When it started waiting (the connection was accepted).
+        since: Instant,
+    },
     /// Reading commands and receiving messages.
     Open,
     /// The peer half-closed its side: every command read has been handled; the
@@ -79,12 +82,19 @@ impl Stage {
     fn rank(&self) -> u8 {
         match self {
             Stage::Dialing => 0,
-            Stage::AwaitingHello => 1,
+            Stage::AwaitingHello { .. } => 1,
             Stage::Open => 2,
             Stage::PeerClosed => 3,
             Stage::Closing { .. } => 4,
         }
     }
+}
+
+/// An unfinished frame: its bytes so far, and when they last grew.
+#[derive(Debug)]
+struct Partial {
+    bytes: Vec<u8>,
+    since: Instant,
 }
 
 /// The per-connection time limits, checked by the reactor's sweep.
@@ -122,9 +132,10 @@ pub struct Connection {
     wire: Wire,
     stage: Stage,
     echo: bool,
-    /// Bytes of an incomplete frame, kept between reads. Empty (unallocated) when the
-    /// last read ended on a frame boundary, which is the common case.
-    partial: Vec<u8>,
+    /// An incomplete frame kept between reads. `None` (nothing allocated) when the last
+    /// read ended on a frame boundary, which is the common case; boxed so that an idle
+    /// connection pays one pointer for it.
+    partial: Option<Box<Partial>>,
     out: WriteQueue,
     subs: Vec<Subscription>,
     next_sid: u32,
@@ -132,17 +143,13 @@ pub struct Connection {
     last_publish: u64,
     on_flush_list: bool,
     on_read_list: bool,
-    /// When the connection was opened.
-    opened: Instant,
-    /// When the unfinished frame last grew (None: no unfinished frame).
-    input_since: Option<Instant>,
     /// Since when pending output has had no byte accepted (None: none pending, or
     /// progress at the last flush).
     stall_since: Option<Instant>,
 }
 
 impl Connection {
-    /// A new connection in `stage`, speaking `wire`, opened at `now`.
+    /// A new connection in `stage`, speaking `wire`.
     pub fn new(
         key: ConnKey,
         transport: Transport,
@@ -150,7 +157,6 @@ impl Connection {
         client_id: u64,
         stage: Stage,
         wire: Wire,
-        now: Instant,
     ) -> Self {
         Connection {
             key,
@@ -162,15 +168,13 @@ impl Connection {
             wire,
             stage,
             echo: true,
-            partial: Vec::new(),
+            partial: None,
             out: WriteQueue::default(),
             subs: Vec::new(),
             next_sid: 1,
             last_publish: 0,
             on_flush_list: false,
             on_read_list: false,
-            opened: now,
-            input_since: None,
             stall_since: None,
         }
     }
@@ -273,7 +277,7 @@ impl Connection {
     /// Whether it passed `HELLO` (always, on a broker without `--token`).
     #[inline]
     pub fn authenticated(&self) -> bool {
-        !matches!(self.stage, Stage::AwaitingHello)
+        !matches!(self.stage, Stage::AwaitingHello { .. })
     }
 
     /// Whether messages may still be queued to this connection.
@@ -285,7 +289,7 @@ impl Connection {
     /// Whether input from this connection is still handled as commands.
     #[inline]
     pub fn handles_input(&self) -> bool {
-        matches!(self.stage, Stage::Open | Stage::AwaitingHello)
+        matches!(self.stage, Stage::Open | Stage::AwaitingHello { .. })
     }
 
     /// Whether the connection receives messages it published itself.
@@ -314,30 +318,39 @@ impl Connection {
     /// Whether an incomplete frame is carried between reads.
     #[inline]
     pub fn has_partial(&self) -> bool {
-        !self.partial.is_empty()
+        self.partial.is_some()
     }
 
     /// Bytes of the incomplete frame.
     #[inline]
     pub fn partial_len(&self) -> usize {
-        self.partial.len()
+        self.partial.as_ref().map_or(0, |p| p.bytes.len())
     }
 
     /// Takes the incomplete frame (leaving none); `held` (the broker-wide count of
     /// unfinished input) goes down by its length.
     pub fn take_partial(&mut self, held: &mut usize) -> Vec<u8> {
-        *held -= self.partial.len();
-        self.input_since = None;
-        std::mem::take(&mut self.partial)
+        match self.partial.take() {
+            Some(p) => {
+                *held -= p.bytes.len();
+                p.bytes
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Stores the incomplete frame after a read at `now` that added to it; `held` goes
     /// up by its length. Call only with no frame stored (take it first).
     pub fn put_partial(&mut self, buf: Vec<u8>, held: &mut usize, now: Instant) {
-        debug_assert!(self.partial.is_empty());
+        debug_assert!(self.partial.is_none());
+        if buf.is_empty() {
+            return;
+        }
         *held += buf.len();
-        self.input_since = (!buf.is_empty()).then_some(now);
-        self.partial = buf;
+        self.partial = Some(Box::new(Partial {
+            bytes: buf,
+            since: now,
+        }));
     }
 
     /// Records a flush at `now` that wrote `written` bytes. A closing connection that
@@ -365,8 +378,10 @@ impl Connection {
         match self.stage {
             Stage::Closing { deadline, .. } => (deadline <= now).then_some(Due::CloseGrace),
             Stage::Dialing => None,
-            Stage::AwaitingHello if passed(self.opened, limits.auth) => Some(Due::Auth),
-            _ if self.input_since.is_some_and(|t| passed(t, limits.frame)) => Some(Due::Frame),
+            Stage::AwaitingHello { since } if passed(since, limits.auth) => Some(Due::Auth),
+            _ if self.partial.as_ref().is_some_and(|p| passed(p.since, limits.frame)) => {
+                Some(Due::Frame)
+            }
             _ if self.stall_since.is_some_and(|t| passed(t, limits.write)) => Some(Due::Write),
             _ => None,
         }
@@ -477,7 +492,6 @@ mod tests {
             1,
             stage,
             Wire::Json,
-            Instant::now(),
         )
     }
 
@@ -489,7 +503,7 @@ mod tests {
             write: Duration::from_secs(10),
         };
         let t0 = Instant::now();
-        let mut c = conn(Stage::AwaitingHello);
+        let mut c = conn(Stage::AwaitingHello { since: t0 });
         assert_eq!(c.due(t0, &limits), None);
         assert_eq!(c.due(t0 + Duration::from_secs(6), &limits), Some(Due::Auth));
         c.advance(Stage::Open);
@@ -523,11 +537,11 @@ mod tests {
 
     #[test]
     fn stages_only_move_forward() {
-        let mut c = conn(Stage::AwaitingHello);
+        let mut c = conn(Stage::AwaitingHello { since: Instant::now() });
         assert!(!c.authenticated());
         assert!(c.advance(Stage::Open));
         assert!(c.authenticated() && c.handles_input());
-        assert!(!c.advance(Stage::AwaitingHello));
+        assert!(!c.advance(Stage::AwaitingHello { since: Instant::now() }));
         assert!(c.advance(Stage::PeerClosed));
         assert!(!c.advance(Stage::Open));
         let closing = Stage::Closing {
@@ -560,3 +574,4 @@ mod tests {
         assert!(c.counted());
     }
 }
+

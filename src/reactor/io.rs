@@ -70,7 +70,7 @@ impl Reactor {
             };
             conn.unmark_read();
             match conn.stage() {
-                Stage::Open | Stage::AwaitingHello => {}
+                Stage::Open | Stage::AwaitingHello { .. } => {}
                 Stage::Dialing | Stage::PeerClosed => return,
                 Stage::Closing { .. } => return self.discard_input(key),
             }

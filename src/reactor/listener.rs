@@ -204,7 +204,6 @@ impl Reactor {
             client_id,
             stage,
             Wire::Json,
-            self.turn.now,
         );
         self.conns.insert(conn)
     }
@@ -221,7 +220,9 @@ impl Reactor {
         };
         let over_limit = self.core.clients >= self.core.settings.max_connections;
         let stage = match self.core.settings.token {
-            Some(_) => Stage::AwaitingHello,
+            Some(_) => Stage::AwaitingHello {
+                since: self.turn.now,
+            },
             None => Stage::Open,
         };
         let key = self.insert_connection(key, stream, peer, stage);
