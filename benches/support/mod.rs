@@ -51,7 +51,7 @@ impl Loopback {
                 id,
                 Stage::Open,
                 Wire::Json,
-                );
+            );
             keys.push(conns.insert(conn));
         }
         Loopback {

@@ -7,6 +7,7 @@
 //! other connections or to the router. It must never be dropped while a message is
 //! being fanned out; connections leave the table only at the end of a loop turn.
 
+mod subs;
 mod table;
 mod write_queue;
 
@@ -17,6 +18,7 @@ use crate::codec::Wire;
 use crate::ids::ConnKey;
 use crate::net::Transport;
 
+pub use subs::SubList;
 pub use table::Conns;
 pub use write_queue::{ChunkPool, Flushed, WriteQueue, CHUNK_SIZE};
 
@@ -137,7 +139,7 @@ pub struct Connection {
     /// connection pays one pointer for it.
     partial: Option<Box<Partial>>,
     out: WriteQueue,
-    subs: Vec<Subscription>,
+    subs: SubList,
     next_sid: u32,
     /// The publish this connection last received (per-connection delivery dedupe).
     last_publish: u64,
@@ -170,7 +172,7 @@ impl Connection {
             echo: true,
             partial: None,
             out: WriteQueue::default(),
-            subs: Vec::new(),
+            subs: SubList::default(),
             next_sid: 1,
             last_publish: 0,
             on_flush_list: false,
@@ -379,7 +381,11 @@ impl Connection {
             Stage::Closing { deadline, .. } => (deadline <= now).then_some(Due::CloseGrace),
             Stage::Dialing => None,
             Stage::AwaitingHello { since } if passed(since, limits.auth) => Some(Due::Auth),
-            _ if self.partial.as_ref().is_some_and(|p| passed(p.since, limits.frame)) => {
+            _ if self
+                .partial
+                .as_ref()
+                .is_some_and(|p| passed(p.since, limits.frame)) =>
+            {
                 Some(Due::Frame)
             }
             _ if self.stall_since.is_some_and(|t| passed(t, limits.write)) => Some(Due::Write),
@@ -389,12 +395,12 @@ impl Connection {
 
     /// The subscriptions, each pattern at most once.
     pub fn subs(&self) -> &[Subscription] {
-        &self.subs
+        self.subs.as_slice()
     }
 
     /// The subscription to exactly `pattern`, if held.
     pub fn find_sub(&self, pattern: &str) -> Option<&Subscription> {
-        self.subs.iter().find(|s| &*s.pattern == pattern)
+        self.subs.find(pattern)
     }
 
     /// Records a new subscription and returns it (the caller checked it is new).
@@ -405,20 +411,17 @@ impl Connection {
             sid,
             pattern: pattern.into(),
             wildcard,
-        });
-        let last = self.subs.len() - 1;
-        &self.subs[last]
+        })
     }
 
     /// Forgets the subscription to exactly `pattern`.
     pub fn remove_sub(&mut self, pattern: &str) -> Option<Subscription> {
-        let pos = self.subs.iter().position(|s| &*s.pattern == pattern)?;
-        Some(self.subs.swap_remove(pos))
+        self.subs.remove(pattern)
     }
 
     /// Forgets every subscription.
     pub fn take_subs(&mut self) -> Vec<Subscription> {
-        std::mem::take(&mut self.subs)
+        self.subs.take()
     }
 
     /// Whether this connection already received publish number `n`; marks it if not.
@@ -537,11 +540,15 @@ mod tests {
 
     #[test]
     fn stages_only_move_forward() {
-        let mut c = conn(Stage::AwaitingHello { since: Instant::now() });
+        let mut c = conn(Stage::AwaitingHello {
+            since: Instant::now(),
+        });
         assert!(!c.authenticated());
         assert!(c.advance(Stage::Open));
         assert!(c.authenticated() && c.handles_input());
-        assert!(!c.advance(Stage::AwaitingHello { since: Instant::now() }));
+        assert!(!c.advance(Stage::AwaitingHello {
+            since: Instant::now()
+        }));
         assert!(c.advance(Stage::PeerClosed));
         assert!(!c.advance(Stage::Open));
         let closing = Stage::Closing {
@@ -574,4 +581,3 @@ mod tests {
         assert!(c.counted());
     }
 }
-

@@ -29,6 +29,42 @@ fn publish_keeps_message_text_exactly() {
     }
 }
 
+/// Found by the `frame_differential` fuzz target: serde_json refuses a number too large
+/// for an `f64` when it builds a value, so the broker refuses it too rather than pass it
+/// on to clients whose parsers would choke on it.
+#[test]
+fn fuzz_number_out_of_range_is_bad_json() {
+    for line in [
+        r#"{"id":5e444}"#,
+        r#"{"command":"PING","id":-1e400}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":1e999}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":[1,{"x":2E+309}],"ack":false}"#,
+        r#"{ "command" : "PUBLISH", "channel" : "a", "message" : 1e999 }"#,
+        r#"[1e999]"#,
+    ] {
+        assert_eq!(code(line), ErrorCode::BadJson, "{line}");
+    }
+    let huge = format!(
+        r#"{{"command":"PUBLISH","channel":"a","message":{}}}"#,
+        "9".repeat(400)
+    );
+    assert_eq!(code(&huge), ErrorCode::BadJson);
+    // In range (underflow is zero, not an error), or inside a string: accepted.
+    for line in [
+        r#"{"command":"PUBLISH","channel":"a","message":1e-999}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":1.7976931348623157e308}"#,
+        r#"{"command":"PUBLISH","channel":"a","message":"5e444"}"#,
+        r#"{"command":"PING","id":123456789012345678901234567890}"#,
+    ] {
+        assert!(parse_frame(line.as_bytes()).is_ok(), "{line}");
+    }
+    let long = format!(
+        r#"{{"command":"PUBLISH","channel":"a","message":{}}}"#,
+        "9".repeat(300)
+    );
+    assert!(parse_frame(long.as_bytes()).is_ok());
+}
+
 #[test]
 fn whitespace_around_object_and_values_is_fine() {
     let f = parse_frame(b"  { \"command\" : \"PING\" , \"id\" : 7 }  ").expect("valid");
