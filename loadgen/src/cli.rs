@@ -221,6 +221,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub broker_pids: Vec<u32>,
 
+    /// fleet: seconds to wait for interest to reach every broker (their routers hold
+    /// every channel, from STATS), and then for interest probes to reach the checked
+    /// clients. The checks themselves get --drain seconds to arrive.
+    #[arg(long, default_value_t = 120.0, value_parser = parse_secs)]
+    pub interest_timeout: f64,
+
     /// fleet, internal: run as one worker process holding clients START..START+COUNT
     /// and answering its parent on stdin/stdout.
     #[arg(long, hide = true, value_name = "START:COUNT")]

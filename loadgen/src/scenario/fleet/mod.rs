@@ -40,8 +40,6 @@ const FD_RESERVE: u64 = 64;
 const CLIENTS_DEFAULT: usize = 10_000;
 /// How long the workers may take, in all, to connect and subscribe their clients.
 const READY_DEADLINE: Duration = Duration::from_secs(300);
-/// How long interest may take to reach every broker once every client is subscribed.
-const INTEREST_DEADLINE: Duration = Duration::from_secs(120);
 /// Pause between `STATS` polls while waiting for interest.
 const INTEREST_POLL: Duration = Duration::from_millis(100);
 /// Pause before reading memory (allocations of the last subscriptions settle), and
@@ -49,12 +47,8 @@ const INTEREST_POLL: Duration = Duration::from_millis(100);
 const QUIET: Duration = Duration::from_secs(1);
 /// How long one question to the workers may take.
 const COUNTS_DEADLINE: Duration = Duration::from_secs(30);
-/// How long interest probes may be repeated until every target has received one.
-const PROBE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a round of interest probes waits for arrivals before repeating.
 const ROUND_WAIT: Duration = Duration::from_millis(500);
-/// How long the checks may take to arrive.
-const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause between questions to the workers while waiting for arrivals.
 const COUNTS_POLL: Duration = Duration::from_millis(20);
 /// Time a prober may take to connect or to get its PONG back.
@@ -458,7 +452,8 @@ impl<'a> Parent<'a> {
         held: usize,
         sample: &mut impl FnMut(),
     ) -> Result<bool, FleetError> {
-        let deadline = Instant::now() + INTEREST_DEADLINE;
+        let within = Duration::from_secs_f64(self.args.interest_timeout);
+        let deadline = Instant::now() + within;
         loop {
             let now = self.channels()?;
             let short: Vec<String> = now
@@ -473,8 +468,8 @@ impl<'a> Parent<'a> {
             }
             if Instant::now() >= deadline {
                 eprintln!(
-                    "loadgen fleet: interest incomplete after {} s: {}",
-                    INTEREST_DEADLINE.as_secs(),
+                    "loadgen fleet: interest incomplete after {:.1} s: {}",
+                    within.as_secs_f64(),
                     short.join(", ")
                 );
                 return Ok(false);
@@ -545,7 +540,8 @@ impl<'a> Parent<'a> {
             ..ProbeOutcome::default()
         };
         // Probes: prove each target's path (retrying while interest may still travel).
-        let deadline = Instant::now() + PROBE_DEADLINE;
+        let within = Duration::from_secs_f64(self.args.interest_timeout);
+        let deadline = Instant::now() + within;
         let mut pending: Vec<&ProbeTarget> = targets.iter().collect();
         while !pending.is_empty() && Instant::now() < deadline {
             outcome.interest_rounds += 1;
@@ -565,16 +561,16 @@ impl<'a> Parent<'a> {
         }
         if !pending.is_empty() {
             eprintln!(
-                "loadgen fleet: {} of {} targets received no interest probe in {} s; checking anyway",
+                "loadgen fleet: {} of {} targets received no interest probe in {:.1} s; checking anyway",
                 pending.len(),
                 targets.len(),
-                PROBE_DEADLINE.as_secs()
+                within.as_secs_f64()
             );
         }
         // Checks: one per target, fresh payloads.
         let all: Vec<&ProbeTarget> = targets.iter().collect();
         self.publish(&all, stamp::CHECK_PREFIX)?;
-        let deadline = Instant::now() + CHECK_DEADLINE;
+        let deadline = Instant::now() + Duration::from_secs_f64(self.args.drain);
         loop {
             let c = ask_counts(workers)?;
             if targets.iter().all(|t| c.checked.contains_key(&t.index)) {

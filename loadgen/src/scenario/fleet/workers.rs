@@ -79,6 +79,8 @@ struct Worker {
 pub struct Workers {
     workers: Vec<Worker>,
     lines: Receiver<(usize, Line)>,
+    /// Per worker: its stdout has closed (it exited).
+    closed: Vec<bool>,
 }
 
 impl Workers {
@@ -93,6 +95,7 @@ impl Workers {
         let mut workers = Workers {
             workers: Vec::new(),
             lines,
+            closed: vec![false; shares.len()],
         };
         for (index, share) in shares.iter().enumerate() {
             let mut child = Process::new(exe)
@@ -152,9 +155,11 @@ impl Workers {
 
     /// Waits until every worker has sent one report that `pick` accepts (returns
     /// `Some`), calling `tick` about every 100 ms meanwhile; results in worker order.
-    /// A report `pick` refuses, a garbled line or a closed stdout is an error.
+    /// A report `pick` refuses, a garbled line, or the stdout of a worker that has not
+    /// answered yet closing is an error. (A worker that answered with its last report
+    /// may close its stdout while the others are still answering.)
     pub fn collect<T>(
-        &self,
+        &mut self,
         what: &'static str,
         within: Duration,
         mut pick: impl FnMut(usize, Report) -> Option<T>,
@@ -164,6 +169,12 @@ impl Workers {
         let started = Instant::now();
         let deadline = started + within;
         let mut got: HashMap<usize, T> = HashMap::new();
+        if let Some(index) = self.closed.iter().position(|&c| c) {
+            return Err(WorkerError::Gone {
+                index,
+                detail: format!("it had exited before being asked to {what}"),
+            });
+        }
         while got.len() < total {
             let now = Instant::now();
             if now >= deadline {
@@ -193,10 +204,15 @@ impl Workers {
                     return Err(WorkerError::Garbled { index, line })
                 }
                 Ok((index, Line::Closed)) => {
-                    return Err(WorkerError::Gone {
-                        index,
-                        detail: format!("stdout closed while waiting to {what}"),
-                    })
+                    if let Some(c) = self.closed.get_mut(index) {
+                        *c = true;
+                    }
+                    if !got.contains_key(&index) {
+                        return Err(WorkerError::Gone {
+                            index,
+                            detail: format!("stdout closed while waiting to {what}"),
+                        });
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => tick(),
                 Err(RecvTimeoutError::Disconnected) => {
