@@ -254,7 +254,7 @@ impl<'a> Parent<'a> {
             held += ready;
             failed += f;
             not_held.extend(missing);
-            failures.extend(fs.into_iter().map(|f| format!("worker {i}: {f}")));
+            failures.extend(distinct(fs).into_iter().map(|f| format!("worker {i}: {f}")));
             let share = workers.share(i);
             worker_views.push(WorkerView {
                 start: share.start,
@@ -614,6 +614,21 @@ impl<'a> Parent<'a> {
     }
 }
 
+/// The distinct texts of `all` in first-seen order, each with how often it occurred
+/// when more than once (a worker's failures in flight at once often read alike).
+fn distinct(all: Vec<String>) -> Vec<String> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for text in all {
+        match out.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, n)) => *n += 1,
+            None => out.push((text, 1)),
+        }
+    }
+    out.into_iter()
+        .map(|(t, n)| if n > 1 { format!("{t} (x{n})") } else { t })
+        .collect()
+}
+
 /// Asks every worker for its counts and merges them.
 fn ask_counts(workers: &mut Workers) -> Result<Counts, FleetError> {
     workers.tell(Command::Counts)?;
@@ -651,5 +666,16 @@ fn fill_from_stats(view: &mut BrokerView, stats: &serde_json::Value) {
         let sum = |key: &str| links.iter().filter_map(|l| l[key].as_u64()).sum();
         view.interest_in = Some(sum("interest_in"));
         view.interest_out = Some(sum("interest_out"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_listed_once_with_a_count() {
+        let texts = ["a", "b", "a", "a"].map(String::from).to_vec();
+        assert_eq!(distinct(texts), ["a (x3)", "b"]);
     }
 }
