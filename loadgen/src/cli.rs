@@ -79,8 +79,8 @@ impl ScenarioName {
 ///   loadgen relay --listen 127.0.0.1:7401
 ///   loadgen pairs -n 100 --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
 ///   loadgen propagation --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
-///   loadgen fleet --clients 100000 --processes 7 --target json://127.0.0.1:7400,json://127.0.0.1:7401
-///       --source 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 --broker-pids PID,PID
+///   loadgen fleet --clients 30000 --processes 2 --target json://127.0.0.1:7400,json://127.0.0.1:7401
+///       --source 127.0.0.2,127.0.0.3 --broker-pids PID,PID
 ///   loadgen hostile --clients 12 --duration 8s --rounds 7 --broker-pid PID
 ///   loadgen soak --duration 10m --broker-pid PID
 #[derive(Debug, Parser)]
