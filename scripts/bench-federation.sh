@@ -4,18 +4,29 @@
 # leaf-a, subscribers on leaf-b); subscription propagation delay for 0, 1 and 2 hops;
 # and the recipe "one broker per core joined to a hub" (2 leaves + hub on a 2-core
 # machine) against a single broker. Writes docs/bench/federation.md, a self-contained
-# markdown fragment that docs/BENCHMARKS.md includes.
+# markdown fragment that docs/BENCHMARKS.md includes. Then the fleet (issue 11): 100,000
+# simultaneous subscribed clients across a hub and six leaves (each broker under its
+# 20,000-fd limit), held by `loadgen fleet` worker processes from several source
+# addresses, with memory per client and an exactly-once check; writes docs/bench/fleet.md.
 #
 # Usage: scripts/bench-federation.sh [--quick] [--runs N] [--port-base P] [--out DIR]
 #                                    [--no-build] [--no-report]
+#                                    [--fleet N] [--fleet-only] [--fleet-runs R]
+#                                    [--fleet-processes P] [--fleet-connect-timeout S]
 #   --quick        1 s windows (3 runs per cell unless --runs); under 3 minutes
 #   --runs N       runs per cell (default 3); tables show the median
 #   --port-base P  brokers listen on P (single), P+1 (hub), P+2 (leaf-a), P+3 (leaf-b);
-#                  default 27400
+#                  the fleet's hub on P+10 and its leaves on P+11..P+16; default 27400
 #   --out DIR      raw JSON records, STATS snapshots and logs (default
 #                  target/bench-federation/TIMESTAMP)
 #   --no-build     use the binaries already in target/release
-#   --no-report    collect records only; leave docs/bench/federation.md alone
+#   --no-report    collect records only; leave docs/bench/*.md alone
+#   --fleet N      clients in the fleet part (default 100000; 0 skips it)
+#   --fleet-only   run only the fleet part (about a minute; rewrites only fleet.md)
+#   --fleet-runs R fleet runs, each on freshly started brokers (default 1)
+#   --fleet-processes P  loadgen worker processes holding the clients (default 7)
+#   --fleet-connect-timeout S  seconds a fleet client may take to connect and get its
+#                  SUBSCRIBED (default: loadgen's, 10); the report names a non-default
 #
 # Every process it starts is recorded by PID and stopped on exit (also on failure or
 # Ctrl-C). Loopback only. Needs bash, jq and python3 (for the tables).
@@ -28,6 +39,11 @@ PORT_BASE=27400
 OUT=
 BUILD=1
 REPORT=1
+FLEET=100000
+FLEET_ONLY=0
+FLEET_RUNS=1
+FLEET_PROCESSES=7
+FLEET_CONNECT_TIMEOUT=
 while (($#)); do
     case $1 in
     --quick) MODE=quick ;;
@@ -45,8 +61,25 @@ while (($#)); do
         ;;
     --no-build) BUILD=0 ;;
     --no-report) REPORT=0 ;;
+    --fleet)
+        FLEET=${2:?--fleet needs a number of clients}
+        shift
+        ;;
+    --fleet-only) FLEET_ONLY=1 ;;
+    --fleet-runs)
+        FLEET_RUNS=${2:?--fleet-runs needs a number}
+        shift
+        ;;
+    --fleet-processes)
+        FLEET_PROCESSES=${2:?--fleet-processes needs a number}
+        shift
+        ;;
+    --fleet-connect-timeout)
+        FLEET_CONNECT_TIMEOUT=${2:?--fleet-connect-timeout needs seconds}
+        shift
+        ;;
     -h | --help)
-        sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -139,7 +172,7 @@ start_broker() {
     fi
     "$BROKER" "${args[@]}" >"$OUT/logs/$name.log" 2>&1 &
     PID[$name]=$!
-    printf '%s %s\n' "$BROKER" "${args[*]}" | sed "s|$ROOT/||" >>"$OUT/brokers.txt"
+    printf '%s %s\n' "$BROKER" "${args[*]}" | sed "s|$ROOT/||" >>"${BROKERS_TXT:-$OUT/brokers.txt}"
     for _ in $(seq 100); do
         port_open "$port" && return 0
         kill -0 "${PID[$name]}" 2>/dev/null || break
@@ -500,6 +533,156 @@ print("```")
 PY
 }
 
+
+# ---- The fleet (issue 11): FLEET clients across a hub and FLEET_LEAVES leaves ----
+FLEET_LEAVES=6
+FLEET_SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
+FLEET_TIMEOUT=900 # seconds one fleet run may take, all included
+FLEET_NAMES=()
+FLEET_URLS=
+FLEET_PIDS=
+P_FLEET=$((PORT_BASE + 10))          # the fleet's hub; leaves on the next ports
+P_SOLO=$((PORT_BASE + 10 + FLEET_LEAVES + 1)) # an unlinked broker, for the baseline
+
+# start_fleet: the fleet's hub and leaves, linked; sets FLEET_URLS and FLEET_PIDS (hub
+# first, in the same order).
+start_fleet() {
+    local i links=0
+    FLEET_NAMES=(fleet-hub)
+    for ((i = 1; i <= FLEET_LEAVES; i++)); do FLEET_NAMES+=("fleet-leaf-$i"); done
+    : >"$OUT/fleet-brokers.txt"
+    BROKERS_TXT=$OUT/fleet-brokers.txt start_broker fleet-hub "$P_FLEET"
+    for ((i = 1; i <= FLEET_LEAVES; i++)); do
+        BROKERS_TXT=$OUT/fleet-brokers.txt start_broker "fleet-leaf-$i" "$((P_FLEET + i))" "$P_FLEET"
+    done
+    for _ in $(seq 100); do
+        links=$(stats "$P_FLEET" | jq '.links | length' 2>/dev/null || echo 0)
+        ((links == FLEET_LEAVES)) && break
+        sleep 0.1
+    done
+    ((links == FLEET_LEAVES)) || {
+        log "fleet: the leaves did not link to the hub ($links of $FLEET_LEAVES links)"
+        exit 1
+    }
+    FLEET_URLS=
+    FLEET_PIDS=
+    for ((i = 0; i <= FLEET_LEAVES; i++)); do
+        FLEET_URLS+=${FLEET_URLS:+,}json://127.0.0.1:$((P_FLEET + i))
+        FLEET_PIDS+=${FLEET_PIDS:+,}${PID[${FLEET_NAMES[i]}]}
+    done
+}
+
+# stop_broker NAME [LOG_AS]: stops one broker by its PID (TERM, then KILL after 5 s),
+# forgets it, and renames its log to LOG_AS.log.
+stop_broker() {
+    local name=$1
+    kill "${PID[$name]}" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "${PID[$name]}" 2>/dev/null || true
+    wait "${PID[$name]}" 2>/dev/null || true
+    unset "PID[$name]"
+    [[ -n ${2:-} ]] && mv "$OUT/logs/$name.log" "$OUT/logs/$2.log" 2>/dev/null || true
+}
+
+# fleet_cpu: CPU seconds of the fleet's brokers so far, comma-separated (hub first).
+fleet_cpu() {
+    local name
+    for name in "${FLEET_NAMES[@]}"; do cpu_secs "$name"; done | paste -sd,
+}
+
+# fleet_run RUN: one baseline ramp on an unlinked broker, then one fleet run on fresh
+# brokers; a line in fleet-runs.tsv.
+fleet_run() {
+    local run=$1 share rc solo cpu0 cpu1 load0 i name
+    share=$(((FLEET + FLEET_LEAVES) / (FLEET_LEAVES + 1)))
+    # Baseline: what one client costs a broker without links, the same number of clients
+    # as one fleet broker holds (loadgen conns on a single, unlinked broker).
+    solo=$OUT/runs/fleet-solo.$run.json
+    BROKERS_TXT=$OUT/fleet-solo.txt start_broker fleet-solo "$P_SOLO"
+    SOLO_CMD=(conns --clients "$share" --target "json://127.0.0.1:$P_SOLO"
+        --source "$FLEET_SOURCES")
+    log "fleet run $run: baseline, $share clients on one unlinked broker"
+    timeout "$LG_TIMEOUT" "$LOADGEN" "${SOLO_CMD[@]}" --broker-pid "${PID[fleet-solo]}" \
+        --json "$solo" >"$OUT/logs/fleet-solo.$run.txt" 2>&1 ||
+        log "fleet run $run: the baseline ramp exited $? (see $OUT/logs/fleet-solo.$run.txt)"
+    stop_broker fleet-solo "fleet-solo.$run"
+
+    start_fleet
+    FLEET_CMD=(fleet --clients "$FLEET" --processes "$FLEET_PROCESSES" --target "$FLEET_URLS"
+        --source "$FLEET_SOURCES" --drain 5)
+    [[ -n $FLEET_CONNECT_TIMEOUT ]] && FLEET_CMD+=(--connect-timeout "$FLEET_CONNECT_TIMEOUT")
+    log "fleet run $run: $FLEET clients over a hub and $FLEET_LEAVES leaves, $FLEET_PROCESSES loadgen processes"
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    cpu0=$(fleet_cpu)
+    set +e
+    timeout "$FLEET_TIMEOUT" "$LOADGEN" "${FLEET_CMD[@]}" --broker-pids "$FLEET_PIDS" \
+        --json "$OUT/runs/fleet.$run.json" >"$OUT/logs/fleet.$run.txt" 2>&1 &
+    LG_PID=$!
+    wait "$LG_PID"
+    rc=$?
+    set -e
+    LG_PID=
+    cpu1=$(fleet_cpu)
+    sed -n '/^== fleet/,$p' "$OUT/logs/fleet.$run.txt" >&2
+    ((rc == 0)) || log "fleet run $run: loadgen exited $rc (see $OUT/logs/fleet.$run.txt)"
+    for ((i = 0; i <= FLEET_LEAVES; i++)); do
+        name=${FLEET_NAMES[i]}
+        if kill -0 "${PID[$name]}" 2>/dev/null; then
+            stats "$((P_FLEET + i))" >"$OUT/stats/fleet.$run.$name.json" || true
+        else
+            log "WARNING: fleet broker $name exited during run $run"
+        fi
+    done
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$OUT/runs/fleet.$run.json" "$rc" \
+        "$solo" "$cpu0" "$cpu1" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/fleet-runs.tsv"
+    for name in "${FLEET_NAMES[@]}"; do stop_broker "$name" "fleet.$run.$name"; done
+}
+
+# run_fleet: FLEET_RUNS fleet runs, then docs/bench/fleet.md.
+run_fleet() {
+    local run
+    # Each process may hold up to the hard limit (20,000 here), no more.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    : >"$OUT/fleet-runs.tsv"
+    for run in $(seq "$FLEET_RUNS"); do fleet_run "$run"; done
+    {
+        echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+        echo "clients=$FLEET"
+        echo "processes=$FLEET_PROCESSES"
+        echo "leaves=$FLEET_LEAVES"
+        echo "sources=$FLEET_SOURCES"
+        echo "connect_timeout=${FLEET_CONNECT_TIMEOUT:-default}"
+        echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+        echo "cores=$(nproc)"
+        echo "memory_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
+        echo "kernel=$(uname -sr)"
+        echo "nofile=$(ulimit -Sn)/$(ulimit -Hn)"
+        echo "port_range=$(tr '\t' ' ' </proc/sys/net/ipv4/ip_local_port_range)"
+        echo "nr_open=$(cat /proc/sys/fs/nr_open)"
+        echo "tcp_mem=$(tr '\t' ' ' </proc/sys/net/ipv4/tcp_mem)"
+        local dirty=
+        [[ -n $(git -C "$ROOT" status --porcelain -- src loadgen Cargo.toml 2>/dev/null) ]] &&
+            dirty=" with uncommitted changes"
+        echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+        echo "fleet_cmd=target/release/loadgen ${FLEET_CMD[*]} --broker-pids PIDS --json FILE"
+        echo "solo_cmd=target/release/loadgen ${SOLO_CMD[*]} --broker-pid PID --json FILE"
+    } >"$OUT/fleet-meta.txt"
+    log "fleet records in $OUT"
+    if ((REPORT)); then
+        mkdir -p "$ROOT/docs/bench"
+        fleet_report "$OUT" >"$ROOT/docs/bench/fleet.md"
+        log "wrote docs/bench/fleet.md"
+    fi
+}
+
+# fleet_report OUT: the markdown fragment for the fleet, from its records.
+fleet_report() {
+    python3 "$ROOT/scripts/lib/fleet_report.py" "$1"
+}
+
 if ((BUILD)); then
     log "building release binaries"
     (cd "$ROOT" && cargo build --release -p loadgen -p pubsub)
@@ -508,6 +691,15 @@ fi
     log "missing $BROKER or $LOADGEN"
     exit 1
 }
+
+if ((FLEET_ONLY)); then
+    ((FLEET > 0)) || {
+        log "--fleet-only with --fleet 0: nothing to run"
+        exit 2
+    }
+    run_fleet
+    exit 0
+fi
 
 log "starting brokers: single :$P_SINGLE, hub :$P_HUB, leaf-a :$P_A, leaf-b :$P_B"
 start_broker single "$P_SINGLE"
@@ -595,4 +787,8 @@ if ((REPORT)); then
     mkdir -p "$ROOT/docs/bench"
     report "$OUT" >"$ROOT/docs/bench/federation.md"
     log "wrote docs/bench/federation.md"
+fi
+
+if ((FLEET > 0)); then
+    run_fleet
 fi

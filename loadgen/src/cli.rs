@@ -26,6 +26,12 @@ pub enum ScenarioName {
     /// --sub-target subscribes to a fresh channel while a publisher on --target sends
     /// probes every --probe-interval-us; --trials times (json:// only).
     Propagation,
+    /// More clients than one process has fds for, across a hub of brokers (json://
+    /// only): --processes loadgen worker processes hold --clients idle subscribers, one
+    /// channel each, spread over the --target brokers and --source addresses; reports
+    /// memory per client and checks that a publish to --probe random channels through
+    /// random brokers arrives exactly once, at its own subscriber only.
+    Fleet,
     /// Run the minimal no-parse JSON relay on --listen (the machine's ceiling).
     Relay,
     /// --clients randomized hostile clients (valid and invalid frames, random splits,
@@ -49,6 +55,7 @@ impl ScenarioName {
             ScenarioName::Latency => "latency",
             ScenarioName::Conns => "conns",
             ScenarioName::Propagation => "propagation",
+            ScenarioName::Fleet => "fleet",
             ScenarioName::Relay => "relay",
             ScenarioName::Hostile => "hostile",
             ScenarioName::Soak => "soak",
@@ -72,6 +79,8 @@ impl ScenarioName {
 ///   loadgen relay --listen 127.0.0.1:7401
 ///   loadgen pairs -n 100 --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
 ///   loadgen propagation --target json://127.0.0.1:7401 --sub-target json://127.0.0.1:7402
+///   loadgen fleet --clients 30000 --processes 2 --target json://127.0.0.1:7400,json://127.0.0.1:7401
+///       --source 127.0.0.2,127.0.0.3 --broker-pids PID,PID
 ///   loadgen hostile --clients 12 --duration 8s --rounds 7 --broker-pid PID
 ///   loadgen soak --duration 10m --broker-pid PID
 #[derive(Debug, Parser)]
@@ -120,8 +129,9 @@ pub struct Args {
     pub probe_interval_us: u64,
 
     /// clients: subscriber connections (default 1000). conns: ramp up to this many
-    /// connections (default 10000). hostile: hostile clients (default 12). soak: churn
-    /// threads (default 4).
+    /// connections (default 10000). fleet: subscribers over all worker processes
+    /// (default 10000). hostile: hostile clients (default 12). soak: churn threads
+    /// (default 4).
     #[arg(short = 'c', long)]
     pub clients: Option<usize>,
 
@@ -196,9 +206,31 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7401")]
     pub listen: SocketAddr,
 
-    /// conns: how many random subscribers the final publish check targets.
+    /// conns, fleet: how many random subscribers the final publish check targets.
     #[arg(long, default_value_t = 100)]
     pub probe: usize,
+
+    /// fleet: loadgen worker processes holding the clients (default: as few as keep each
+    /// under loadgen's fd limit, less a reserve). Each gets --threads event loops
+    /// (default 1 in a worker) and --connecting attempts in flight.
+    #[arg(long)]
+    pub processes: Option<usize>,
+
+    /// fleet: PIDs of the brokers, comma-separated, in the order of --sub-target (or
+    /// --target), to report each broker's RSS growth per client.
+    #[arg(long, value_delimiter = ',')]
+    pub broker_pids: Vec<u32>,
+
+    /// fleet: seconds to wait for interest to reach every broker (their routers hold
+    /// every channel, from STATS), and then for interest probes to reach the checked
+    /// clients. The checks themselves get --drain seconds to arrive.
+    #[arg(long, default_value_t = 120.0, value_parser = parse_secs)]
+    pub interest_timeout: f64,
+
+    /// fleet, internal: run as one worker process holding clients START..START+COUNT
+    /// and answering its parent on stdin/stdout.
+    #[arg(long, hide = true, value_name = "START:COUNT")]
+    pub fleet_worker: Option<String>,
 
     /// hostile: how many times the clients come and go.
     #[arg(long, default_value_t = 7)]

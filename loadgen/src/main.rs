@@ -35,6 +35,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.scenario() == ScenarioName::Fleet {
+        let outcome = match &args.fleet_worker {
+            Some(share) => scenario::fleet::holder::run(&args, share).map(|()| true),
+            None => scenario::fleet::run(&args),
+        };
+        return match outcome {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("loadgen fleet: a check failed");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(args.scenario(), ScenarioName::Hostile | ScenarioName::Soak) {
         return match scenario::run_robustness(&args) {
             Ok(true) => ExitCode::SUCCESS,

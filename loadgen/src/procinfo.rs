@@ -1,6 +1,7 @@
 //! What the operating system says about loadgen and the broker: CPU time (getrusage and
-//! `/proc/PID/stat`), resident memory (`/proc/PID/status`), open files and the fd limit.
-//! Read-only, except for raising loadgen's own `RLIMIT_NOFILE` at start.
+//! `/proc/PID/stat`), resident memory (`/proc/PID/status`), open files and the fd limit,
+//! and the machine's memory (`/proc/meminfo`, `/proc/net/sockstat`). Read-only, except
+//! for raising loadgen's own `RLIMIT_NOFILE` at start.
 
 use std::fs;
 
@@ -88,6 +89,68 @@ pub fn tighten_timer_slack() {
     }
 }
 
+/// Machine-wide memory figures, in bytes, read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MachineMemory {
+    /// `MemTotal` of `/proc/meminfo`.
+    pub total: u64,
+    /// `MemAvailable`: what could be given to new work without swapping.
+    pub available: u64,
+    /// `Slab`: the kernel's object caches (sockets, dentries, ...), all of them.
+    pub slab: u64,
+    /// TCP sockets in use (`inuse` of the `TCP:` line of `/proc/net/sockstat`).
+    pub tcp_inuse: u64,
+    /// Pages of TCP buffer memory (`mem` of the same line).
+    pub tcp_mem_pages: u64,
+}
+
+impl MachineMemory {
+    /// Memory in use by everything: `MemTotal - MemAvailable`.
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(self.available)
+    }
+}
+
+/// Reads `/proc/meminfo` and `/proc/net/sockstat`; `None` if either is unreadable.
+pub fn machine_memory() -> Option<MachineMemory> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let sockstat = fs::read_to_string("/proc/net/sockstat").ok()?;
+    parse_machine_memory(&meminfo, &sockstat)
+}
+
+/// The figures of [`machine_memory`] from the two files' text.
+pub fn parse_machine_memory(meminfo: &str, sockstat: &str) -> Option<MachineMemory> {
+    let kib = |key: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.split(':').next() == Some(key))?;
+        let value: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(value * 1024)
+    };
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let words: Vec<&str> = tcp.split_whitespace().collect();
+    let field = |name: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == name)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    Some(MachineMemory {
+        total: kib("MemTotal")?,
+        available: kib("MemAvailable")?,
+        slab: kib("Slab")?,
+        tcp_inuse: field("inuse")?,
+        tcp_mem_pages: field("mem")?,
+    })
+}
+
+/// The size of a memory page in bytes (4096 when unknown).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
 /// A CPU-time reading of loadgen and (when known) the broker.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
@@ -119,6 +182,21 @@ impl CpuSample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_memory_from_text() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\nSlab:  512000 kB\nSReclaimable: 1 kB\n";
+        let sockstat =
+            "sockets: used 300\nTCP: inuse 27 orphan 0 tw 3 alloc 30 mem 12\nUDP: inuse 1 mem 0\n";
+        let m = parse_machine_memory(meminfo, sockstat).unwrap();
+        assert_eq!(m.total, 24_576_000 * 1024);
+        assert_eq!(m.available, 20_000_000 * 1024);
+        assert_eq!(m.slab, 512_000 * 1024);
+        assert_eq!((m.tcp_inuse, m.tcp_mem_pages), (27, 12));
+        assert_eq!(m.used(), 4_576_000 * 1024);
+        assert!(parse_machine_memory("MemTotal: 1 kB\n", sockstat).is_none());
+        assert!(machine_memory().is_some());
+    }
 
     #[test]
     fn reads_itself() {

@@ -22,6 +22,9 @@ pub const MAX_PUBLISHERS: u64 = 1 << (6 * PUB_DIGITS);
 /// Start of an interest-probe payload (not a stamp: `~` is outside the alphabet, and
 /// JSON-safe). Subscribers note probes and otherwise ignore them.
 pub const PROBE_PREFIX: &[u8] = b"~probe";
+/// Start of a reachability-check payload (`fleet`): like a probe, not a stamp, but
+/// counted apart, so a check can be told from the probes that waited for interest.
+pub const CHECK_PREFIX: &[u8] = b"~check";
 /// Byte used to pad a payload after its stamp.
 const PAD: u8 = b'.';
 

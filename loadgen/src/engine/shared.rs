@@ -12,7 +12,7 @@ use super::plan::Plan;
 use mio::Waker;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -176,8 +176,11 @@ pub struct Shared {
     pub received: AtomicU64,
     /// Per connection (plan index): confirmed and still open.
     pub conn_ready: Vec<AtomicBool>,
-    /// Per connection (plan index): a subscriber that has received an interest probe.
-    pub conn_probed: Vec<AtomicBool>,
+    /// Per connection (plan index): interest probes (`~probe`) its subscriber received.
+    pub conn_probed: Vec<AtomicU32>,
+    /// Per connection (plan index): reachability checks (`~check`) its subscriber
+    /// received; `fleet` requires exactly one at each targeted connection.
+    pub conn_checked: Vec<AtomicU32>,
     /// Setup failures in order.
     pub failures: Mutex<Vec<Failure>>,
     /// Per publisher flow-control records.
@@ -232,7 +235,8 @@ impl Shared {
             received: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             conn_ready: (0..conn_count).map(|_| AtomicBool::new(false)).collect(),
-            conn_probed: (0..conn_count).map(|_| AtomicBool::new(false)).collect(),
+            conn_probed: (0..conn_count).map(|_| AtomicU32::new(0)).collect(),
+            conn_checked: (0..conn_count).map(|_| AtomicU32::new(0)).collect(),
             flows,
             wakers,
         }

@@ -671,8 +671,12 @@ impl Worker {
         }) = stamp::read(payload)
         else {
             if payload.starts_with(stamp::PROBE_PREFIX) {
-                // An interest probe (see scenario::barrier): proves the path, not counted.
-                self.shared.conn_probed[conn.spec].store(true, Ordering::Relaxed);
+                // An interest probe (see scenario::barrier): proves the path; counted per
+                // connection, not as a delivery.
+                self.shared.conn_probed[conn.spec].fetch_add(1, Ordering::Relaxed);
+            } else if payload.starts_with(stamp::CHECK_PREFIX) {
+                // A reachability check (see scenario::fleet): counted per connection.
+                self.shared.conn_checked[conn.spec].fetch_add(1, Ordering::Relaxed);
             } else {
                 self.report.foreign += 1;
             }

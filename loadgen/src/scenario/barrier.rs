@@ -133,7 +133,7 @@ pub fn wait_for_interest(
         pending.retain(|p| {
             !p.subs
                 .iter()
-                .all(|&i| shared.conn_probed[i].load(Ordering::Relaxed))
+                .all(|&i| shared.conn_probed[i].load(Ordering::Relaxed) > 0)
         });
         if pending.is_empty() {
             return Ok(Some(InterestWait {
@@ -144,7 +144,7 @@ pub fn wait_for_interest(
             let unreached = pending
                 .iter()
                 .flat_map(|p| &p.subs)
-                .filter(|&&i| !shared.conn_probed[i].load(Ordering::Relaxed))
+                .filter(|&&i| shared.conn_probed[i].load(Ordering::Relaxed) == 0)
                 .count();
             return Err(BarrierError::Timeout {
                 unreached,

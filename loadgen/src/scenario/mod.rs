@@ -5,11 +5,13 @@
 //! holds publishing back until interest has crossed the links (`--sub-target`), with the
 //! probe client in `blocking`. `hostile` and `soak` are robustness runs against our
 //! broker that print their own summary (watching it through `observe`) instead of a
-//! throughput record.
+//! throughput record; so does `fleet`, which spreads more clients than one process may
+//! hold over worker processes of loadgen and a hub of brokers.
 
 pub mod barrier;
 pub mod blocking;
 pub mod conns;
+pub mod fleet;
 pub mod hostile;
 pub mod observe;
 pub mod propagation;
@@ -30,6 +32,9 @@ pub enum ScenarioError {
     /// Threads or sockets could not be set up at all.
     #[error("cannot start: {0}")]
     Io(#[from] std::io::Error),
+    /// A `fleet` run could not finish (a worker process, a prober or `STATS` failed).
+    #[error("fleet: {0}")]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// Settings every scenario shares, with defaults applied.
@@ -106,7 +111,7 @@ pub fn run(args: &Args) -> Result<Record, ScenarioError> {
     let mut record = match args.scenario() {
         ScenarioName::Conns => conns::run(args, &common)?,
         ScenarioName::Propagation => propagation::run(args, &common)?,
-        ScenarioName::Relay | ScenarioName::Hostile | ScenarioName::Soak => {
+        ScenarioName::Relay | ScenarioName::Hostile | ScenarioName::Soak | ScenarioName::Fleet => {
             return Err(ScenarioError::Usage(format!(
                 "{} does not produce a throughput record",
                 args.scenario().as_str()

@@ -1,6 +1,7 @@
-//! Watching the broker from outside while a robustness scenario (`hostile`, `soak`) runs:
-//! one long-lived observer connection that asks for `STATS`, and the broker's RSS and
-//! open fds from `/proc` (with `--broker-pid`). Read-only: it never loads the broker.
+//! Watching the broker from outside while a robustness scenario (`hostile`, `soak`) or
+//! `fleet` runs: one long-lived observer connection that asks for `STATS`, and the
+//! broker's RSS and open fds from `/proc` (with `--broker-pid`). Read-only: it never
+//! loads the broker.
 
 use crate::cli::Target;
 use crate::procinfo;
@@ -90,9 +91,14 @@ impl Observer {
         }
     }
 
+    /// The broker's whole `STATS` reply now, as JSON.
+    pub fn stats_json(&mut self) -> io::Result<serde_json::Value> {
+        self.ask(b"{\"command\":\"STATS\"}\n", "STATS")
+    }
+
     /// The broker's counters now.
     pub fn stats(&mut self) -> io::Result<Counters> {
-        let v = self.ask(b"{\"command\":\"STATS\"}\n", "STATS")?;
+        let v = self.stats_json()?;
         let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
         let errors = v["errors"]
             .as_object()
