@@ -273,10 +273,9 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
 #[inline]
 fn skip_number_in_range(b: &[u8], start: usize) -> Scan<usize> {
     let end = skip_number(b, start)?;
-    if end - start > 16 || b[start..end].iter().any(|&c| c >= b'E') {
-        if !finite(&b[start..end]) {
-            return Err(Bail);
-        }
+    let unusual = end - start > 16 || b[start..end].iter().any(|&c| c >= b'E');
+    if unusual && !finite(&b[start..end]) {
+        return Err(Bail);
     }
     Ok(end)
 }
