@@ -101,7 +101,9 @@ cd "$ROOT"
 log "mode $MODE: $RUNS run(s) per cell, ${DURATION}s windows; records in $OUT"
 if ((BUILD)); then
     log "building release binaries"
-    cargo build --release -p pubsub --bin broker -p loadgen
+    # Two commands: `--bin broker` with two packages would select only the broker.
+    cargo build --release -p pubsub --bin broker
+    cargo build --release -p loadgen
 fi
 BROKER=$ROOT/target/release/broker
 LOADGEN=$ROOT/target/release/loadgen
