@@ -53,6 +53,10 @@ fn check(line: &[u8], link: bool) {
     let theirs: Result<Value, serde_json::Error> = serde_json::from_slice(line);
     let v = match theirs {
         Ok(v) => v,
+        // Valid JSON that serde_json refuses only because a number does not fit an f64
+        // (`5e444`): the broker accepts it and passes it on as written (tested in
+        // `broker_protocol`), so serde_json is no reference for it.
+        Err(e) if e.to_string().starts_with("number out of range") => return,
         Err(e) => {
             match &ours {
                 Err(fe) => assert_eq!(

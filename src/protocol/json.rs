@@ -149,60 +149,6 @@ pub fn too_deep(text: &str) -> bool {
     false
 }
 
-/// Whether `text` holds a number (outside strings) too large for an `f64`, such as
-/// `5e444`: serde_json refuses those ("number out of range") when it builds a value,
-/// but not when it only borrows or skips one, as the slow path does. Like
-/// [`too_deep`], a plain loop for the slow path only; `text` need not be valid JSON.
-/// Found by the `frame_differential` fuzz target (`{"id":5e444}` was `bad_frame`, and
-/// a PUBLISH could carry such a number to clients whose JSON parser refuses it).
-pub fn number_out_of_range(text: &str) -> bool {
-    let b = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            b'"' => in_string = true,
-            b'-' | b'0'..=b'9' => {
-                if let Ok(end) = skip_number(b, i) {
-                    if !finite(&b[i..end]) {
-                        return true;
-                    }
-                    i = end;
-                    continue;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Whether the JSON number `num` (valid grammar) is within the range of an `f64`.
-/// Only a number with an exponent or more than 300 digits can be out of range, so
-/// only those are parsed.
-#[inline]
-fn finite(num: &[u8]) -> bool {
-    if num.len() <= 300 && !num.iter().any(|&c| c == b'e' || c == b'E') {
-        return true;
-    }
-    std::str::from_utf8(num)
-        .ok()
-        .and_then(|t| t.parse::<f64>().ok())
-        .is_some_and(f64::is_finite)
-}
-
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
         i += 1;
@@ -215,7 +161,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 pub(super) fn skip_value(b: &[u8], i: usize, depth: u32) -> Scan<(usize, bool)> {
     let end = match b.get(i) {
         Some(b'"') => return skip_string(b, i),
-        Some(b'-' | b'0'..=b'9') => skip_number_in_range(b, i),
+        Some(b'-' | b'0'..=b'9') => skip_number(b, i),
         Some(b't') => literal(b, i, b"true"),
         Some(b'f') => literal(b, i, b"false"),
         Some(b'n') => literal(b, i, b"null"),
@@ -266,18 +212,6 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
         i = digits(b, i)?;
     }
     Ok(i)
-}
-
-/// [`skip_number`] for the scanner: gives up on a number out of an `f64`'s range (the
-/// slow path refuses it, see [`number_out_of_range`]).
-#[inline]
-fn skip_number_in_range(b: &[u8], start: usize) -> Scan<usize> {
-    let end = skip_number(b, start)?;
-    let unusual = end - start > 16 || b[start..end].iter().any(|&c| c >= b'E');
-    if unusual && !finite(&b[start..end]) {
-        return Err(Bail);
-    }
-    Ok(end)
 }
 
 /// A mask with the high bit set in the lowest byte of `w` that is below 0x20, `"` or

@@ -441,13 +441,6 @@ fn slow_fields(text: &str) -> Result<RawFields<'_>, FrameError<'_>> {
             None,
         ));
     }
-    if json::number_out_of_range(text) {
-        return Err(FrameError::new(
-            ErrorCode::BadJson,
-            "invalid JSON: a number is out of range",
-            None,
-        ));
-    }
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

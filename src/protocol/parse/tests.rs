@@ -29,40 +29,25 @@ fn publish_keeps_message_text_exactly() {
     }
 }
 
-/// Found by the `frame_differential` fuzz target: serde_json refuses a number too large
-/// for an `f64` when it builds a value, so the broker refuses it too rather than pass it
-/// on to clients whose parsers would choke on it.
+/// Found by the 30-minute `frame_differential` fuzz run: `{"id":5e444}` is valid JSON
+/// (RFC 8259 puts no limit on a number's range) that serde_json refuses only when it
+/// builds a `Value` ("number out of range"). The broker's rule, pinned by
+/// `broker_protocol::id_is_echoed_exactly` and `unknown_fields_may_hold_any_json_value`,
+/// is that such numbers are JSON like any other and pass through as written; the fuzz
+/// target's reference was wrong, not the parser, and now skips inputs serde_json refuses
+/// for range alone.
 #[test]
-fn fuzz_number_out_of_range_is_bad_json() {
+fn fuzz_number_out_of_range_is_valid_json() {
+    assert_eq!(code(r#"{"id":5e444}"#), ErrorCode::BadFrame);
     for line in [
-        r#"{"id":5e444}"#,
-        r#"{"command":"PING","id":-1e400}"#,
+        r#"{"command":"PING","id":5e444}"#,
         r#"{"command":"PUBLISH","channel":"a","message":1e999}"#,
-        r#"{"command":"PUBLISH","channel":"a","message":[1,{"x":2E+309}],"ack":false}"#,
-        r#"{ "command" : "PUBLISH", "channel" : "a", "message" : 1e999 }"#,
-        r#"[1e999]"#,
-    ] {
-        assert_eq!(code(line), ErrorCode::BadJson, "{line}");
-    }
-    let huge = format!(
-        r#"{{"command":"PUBLISH","channel":"a","message":{}}}"#,
-        "9".repeat(400)
-    );
-    assert_eq!(code(&huge), ErrorCode::BadJson);
-    // In range (underflow is zero, not an error), or inside a string: accepted.
-    for line in [
-        r#"{"command":"PUBLISH","channel":"a","message":1e-999}"#,
-        r#"{"command":"PUBLISH","channel":"a","message":1.7976931348623157e308}"#,
-        r#"{"command":"PUBLISH","channel":"a","message":"5e444"}"#,
-        r#"{"command":"PING","id":123456789012345678901234567890}"#,
+        r#"{ "command" : "PUBLISH", "channel" : "a", "message" : [1,{"x":-2E+309}] }"#,
     ] {
         assert!(parse_frame(line.as_bytes()).is_ok(), "{line}");
     }
-    let long = format!(
-        r#"{{"command":"PUBLISH","channel":"a","message":{}}}"#,
-        "9".repeat(300)
-    );
-    assert!(parse_frame(long.as_bytes()).is_ok());
+    let f = parse_frame(br#"{"command":"PING","id":5e444}"#).expect("valid");
+    assert_eq!(f.id.map(|r| r.get()), Some("5e444"));
 }
 
 #[test]
