@@ -257,8 +257,19 @@ impl Record {
             Some(_) if self.propagation.is_some() => {}
             Some(l) => writeln!(
                 out,
-                "  {:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (us, {} samples)",
-                "latency", l.p50, l.p90, l.p99, l.p999, l.max, l.samples
+                "  {:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (us, {} samples, {})",
+                "latency",
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p999,
+                l.max,
+                l.samples,
+                if p.rate.is_some() {
+                    "from each message's intended send time: corrected for coordinated omission"
+                } else {
+                    "from the actual send time: windowed, not corrected for coordinated omission"
+                }
             )?,
             None if self.conns.is_none() && self.propagation.is_none() => {
                 writeln!(out, "  {:<12} no samples", "latency")?
@@ -353,7 +364,26 @@ mod tests {
         record.print(&mut text).unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("2.50M msgs/s"), "{text}");
+        assert!(
+            text.contains("not corrected for coordinated omission"),
+            "{text}"
+        );
         let json = serde_json::to_value(&record).unwrap_or_default();
         assert_eq!(json["latency_us"]["p99"], 990);
+        // A paced run counts from each message's intended time, and says so.
+        let paced = Record {
+            params: Params {
+                rate: Some(10_000.0),
+                ..Params::default()
+            },
+            ..record
+        };
+        let mut text = Vec::new();
+        paced.print(&mut text).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("intended send time: corrected for coordinated omission"),
+            "{text}"
+        );
     }
 }
