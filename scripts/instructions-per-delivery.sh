@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Instructions per delivered message of one or more broker binaries, under callgrind.
 #
-# Each broker runs under valgrind twice with the same loadgen fan-out (1 -> 100, 16 B),
-# once for 2 s and once for 8 s; the difference in instructions divided by the
+# Each broker runs under valgrind twice with the same loadgen run (default: fan-out
+# 1 -> 100, 16 B; SCENARIO="pairs -n 100" for one delivery per publish), once for 2 s
+# and once for 8 s; the difference in instructions divided by the
 # difference in deliveries cancels start-up and warm-up. Counts, not seconds: usable on
 # a busy machine, though batching (and so the count) still depends a little on timing.
 #
 #   scripts/instructions-per-delivery.sh target/release/broker /path/to/older/broker
+#   SCENARIO="pairs -n 100" scripts/instructions-per-delivery.sh target/release/broker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (scripts/ci-deps.sh installs it)" >&2; exit 1; }
 cargo build --release -p loadgen >/dev/null 2>&1
 LG=target/release/loadgen
 PORT=${PORT:-7657}
+SCENARIO=${SCENARIO:-fanout -n 100}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for broker in "$@"; do
@@ -25,7 +28,8 @@ for broker in "$@"; do
       sleep 0.2
       (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     done
-    "$LG" fanout -n 100 --payload 16 --target "json://127.0.0.1:$PORT" --duration "$secs" \
+    # shellcheck disable=SC2086 # SCENARIO is a scenario name and its flags
+    "$LG" $SCENARIO --payload 16 --target "json://127.0.0.1:$PORT" --duration "$secs" \
       --warmup 1 --window 2000 --json "$tmp/run.json" >/dev/null 2>&1
     kill -INT "$pid"
     wait "$pid" || true
@@ -34,5 +38,5 @@ for broker in "$@"; do
     rm -f "$tmp/run.json"
     results+=("$ir" "$delivered")
   done
-  python3 -c "import sys; i1,d1,i2,d2=map(int,sys.argv[2:]); print(f'{sys.argv[1]}: {(i2-i1)/max(d2-d1,1):.1f} instructions per delivery')" "$broker" "${results[@]}"
+  python3 -c "import sys; i1,d1,i2,d2=map(int,sys.argv[3:]); print(f'{sys.argv[1]} ({sys.argv[2]}): {(i2-i1)/max(d2-d1,1):.1f} instructions per delivery')" "$broker" "$SCENARIO" "${results[@]}"
 done

@@ -323,3 +323,80 @@ fn fuzz_interest_at_max_hops_is_not_forwarded() {
     // A routed message at the limit is not forwarded either.
     assert!(!fed.may_route(11.into(), Some(path)));
 }
+
+/// The per-link facts the router and STATS read (each mutant of these survived the
+/// library tests, caught only by process-level tests if at all): links up, routing
+/// rules, sequence numbers, frame limits and every counter.
+#[test]
+fn links_routing_rules_and_counters() {
+    let mut f = Federation::new("hub");
+    assert_eq!(f.name(), "hub");
+    assert!(!f.has_links() && !f.is_link(1.into()));
+    assert!(!f.may_route(1.into(), None), "not a link");
+    assert_eq!(f.peer_frame_limit(1.into()), None);
+    assert_eq!(f.count_too_large(1.into()), 0);
+    f.link_up(1.into(), "leaf", false, 5000).expect("up");
+    assert!(f.has_links() && f.is_link(1.into()) && !f.is_link(2.into()));
+    assert_eq!(
+        f.peer_frame_limit(1.into()),
+        Some(5000 + crate::protocol::LINK_ENVELOPE)
+    );
+
+    // Published here: may go; routed: not back to a broker on its path, and not past
+    // MAX_HOPS names; a path with room and without the peer: may go.
+    assert!(f.may_route(1.into(), None));
+    let via_leaf = Path::parse(r#"["o","leaf"]"#).expect("path");
+    assert!(!f.may_route(1.into(), Some(via_leaf)));
+    let elsewhere = Path::parse(r#"["o","x"]"#).expect("path");
+    assert!(f.may_route(1.into(), Some(elsewhere)));
+    let names = vec!["\"n\""; crate::protocol::MAX_HOPS - 1];
+    let text = format!("[{}]", names.join(","));
+    let short = Path::parse(&text).expect("path");
+    assert!(f.may_route(1.into(), Some(short)), "room for one more name");
+
+    // Sequence numbers go up by one.
+    let a = f.next_seq();
+    let b = f.next_seq();
+    assert!(a > 1, "starts at boot time, not at zero");
+    assert_eq!(b, a + 1);
+
+    // Counters.
+    f.count_out(1.into());
+    f.count_out(1.into());
+    f.count_slow(1.into());
+    assert_eq!(f.count_too_large(1.into()), 1);
+    assert_eq!(f.count_too_large(1.into()), 2);
+    let from = Path::parse(r#"["leaf"]"#).expect("path");
+    f.accept_route(1.into(), "c", 7, from, b"1");
+    f.accept_route(1.into(), "c", 8, from, b"1");
+    let stats = f.link_info()[0].stats;
+    assert_eq!(
+        (
+            stats.routes_out,
+            stats.slow_consumer,
+            stats.too_large,
+            stats.routes_in
+        ),
+        (2, 1, 2, 2)
+    );
+    assert_eq!(f.duplicates(), 0);
+}
+
+/// Only the first local subscription to a pattern is announced, and only when a link
+/// is up.
+#[test]
+fn only_the_first_local_subscription_is_announced() {
+    let mut f = Federation::new("hub");
+    assert!(
+        f.local_subscribed("a").is_empty(),
+        "no link: nothing to say"
+    );
+    f.link_up(1.into(), "leaf", false, 1 << 20).expect("up");
+    let announced = |e: &[Effect]| {
+        e.iter()
+            .filter(|e| matches!(e, Effect::Announce { .. }))
+            .count()
+    };
+    assert_eq!(announced(&f.local_subscribed("b")), 1);
+    assert_eq!(announced(&f.local_subscribed("b")), 0, "second subscriber");
+}
