@@ -9,7 +9,10 @@
 //! compares (measured: 26 s of a leaf's CPU for 80,000 channels). It never touches the
 //! router: keeping the router in step is `core::subs`'s job.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use super::Subscription;
 
@@ -21,8 +24,13 @@ const INDEX_FROM: usize = 16;
 #[derive(Debug, Default)]
 pub struct SubList {
     subs: Vec<Subscription>,
-    /// Pattern -> position in `subs`, kept while `subs` is longer than [`INDEX_FROM`].
-    index: Option<Box<FxHashMap<Box<str>, usize>>>,
+    /// Positions in `subs`, hashed by their pattern (which is not stored twice), kept
+    /// while `subs` is longer than [`INDEX_FROM`].
+    index: Option<Box<HashTable<usize>>>,
+}
+
+fn hash(pattern: &str) -> u64 {
+    FxBuildHasher.hash_one(pattern)
 }
 
 impl SubList {
@@ -46,7 +54,9 @@ impl SubList {
 
     fn position(&self, pattern: &str) -> Option<usize> {
         match &self.index {
-            Some(index) => index.get(pattern).copied(),
+            Some(index) => index
+                .find(hash(pattern), |&at| &*self.subs[at].pattern == pattern)
+                .copied(),
             None => self.subs.iter().position(|s| &*s.pattern == pattern),
         }
     }
@@ -60,18 +70,22 @@ impl SubList {
     pub fn push(&mut self, sub: Subscription) -> &Subscription {
         debug_assert!(self.find(&sub.pattern).is_none());
         let at = self.subs.len();
-        if let Some(index) = &mut self.index {
-            index.insert(sub.pattern.clone(), at);
-        }
+        let h = hash(&sub.pattern);
         self.subs.push(sub);
-        if self.index.is_none() && self.subs.len() > INDEX_FROM {
-            let index = self
-                .subs
-                .iter()
-                .enumerate()
-                .map(|(at, s)| (s.pattern.clone(), at))
-                .collect();
-            self.index = Some(Box::new(index));
+        let subs = &self.subs;
+        let rehash = |&i: &usize| hash(&subs[i].pattern);
+        match &mut self.index {
+            Some(index) => {
+                index.insert_unique(h, at, rehash);
+            }
+            None if subs.len() > INDEX_FROM => {
+                let mut index = HashTable::with_capacity(subs.len());
+                for (i, s) in subs.iter().enumerate() {
+                    index.insert_unique(hash(&s.pattern), i, rehash);
+                }
+                self.index = Some(Box::new(index));
+            }
+            None => {}
         }
         &self.subs[at]
     }
@@ -79,14 +93,20 @@ impl SubList {
     /// Removes the subscription to exactly `pattern`.
     pub fn remove(&mut self, pattern: &str) -> Option<Subscription> {
         let at = self.position(pattern)?;
-        let sub = self.subs.swap_remove(at);
+        let last = self.subs.len() - 1;
         if let Some(index) = &mut self.index {
-            index.remove(pattern);
-            if let Some(moved) = self.subs.get(at) {
-                index.insert(moved.pattern.clone(), at);
+            if let Ok(entry) = index.find_entry(hash(pattern), |&i| i == at) {
+                entry.remove();
+            }
+            if at != last {
+                // The last subscription moves into the freed place.
+                let moved = hash(&self.subs[last].pattern);
+                if let Some(slot) = index.find_mut(moved, |&i| i == last) {
+                    *slot = at;
+                }
             }
         }
-        Some(sub)
+        Some(self.subs.swap_remove(at))
     }
 
     /// Takes every subscription, leaving none (and no index).
@@ -137,9 +157,9 @@ mod tests {
                 }
                 if let Some(index) = &list.index {
                     prop_assert_eq!(index.len(), list.len());
-                    for (p, &at) in index.iter() {
-                        prop_assert_eq!(&list.subs[at].pattern, p);
-                    }
+                    let mut seen: Vec<usize> = index.iter().copied().collect();
+                    seen.sort_unstable();
+                    prop_assert_eq!(seen, (0..list.len()).collect::<Vec<_>>());
                 }
             }
             let all = list.take();
