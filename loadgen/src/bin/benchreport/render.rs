@@ -432,8 +432,10 @@ fn latency(res: &Results) -> String {
 
 fn conns(res: &Results) -> String {
     let mut s = String::from(
-        "One ramp per broker to the target below (idle subscribers, each on its own \
-         channel, spread over source addresses), then one publish to 100 random subscribers. \
+        "One ramp per broker, each restarted just before it (so nothing left by the \
+         throughput cells counts as already there), to the target below (idle subscribers, \
+         each on its own channel, spread over source addresses), then one publish to 100 \
+         random subscribers. \
          RSS/conn is the broker's `VmRSS` growth over the ramp divided by the connections \
          held. Kernel memory is sampled by bench.sh during the ramp (machine-wide, both \
          ends of every loopback connection, other activity included): slab growth per \
