@@ -493,6 +493,19 @@ mod tests {
         assert_eq!(pool.idle(), 0);
     }
 
+    /// The pool keeps only chunks of exactly CHUNK_SIZE (an oversized frame's buffer is
+    /// freed) and at most POOL_MAX_CHUNKS of them.
+    #[test]
+    fn the_pool_keeps_only_standard_chunks_up_to_its_cap() {
+        let mut pool = ChunkPool::default();
+        let mut q = WriteQueue::default();
+        q.push(&mut pool, &vec![b'z'; CHUNK_SIZE * 3]);
+        q.release(&mut pool);
+        assert_eq!(pool.idle(), 0, "an oversized chunk is not kept");
+        fill(&mut pool, POOL_MAX_CHUNKS + 10);
+        assert_eq!(pool.idle(), POOL_MAX_CHUNKS);
+    }
+
     #[test]
     fn trim_keeps_the_working_set() {
         let mut pool = ChunkPool::default();

@@ -145,3 +145,30 @@ proptest! {
         prop_assert!(r.wild.is_empty_for_tests());
     }
 }
+
+/// `lookup` says whether a wildcard matched (only then can a subscriber appear twice,
+/// and fan-out deduplicates), counts lookups and matches, and `is_pruned` sees an index
+/// emptied back to nothing. Mutants of each survived the other tests.
+#[test]
+fn lookup_reports_wildcards_and_counts() {
+    let mut r: Router<ConnId> = Router::new();
+    assert!(r.is_pruned());
+    r.insert("a.b", false, 1);
+    r.insert("a.b", false, 2);
+    let mut out = Vec::new();
+    assert!(!r.lookup("a.b", &mut out), "exact matches only");
+    assert_eq!(out.len(), 2);
+    assert!(!r.lookup("zzz", &mut out), "no match at all");
+    r.insert("a.*", true, 1);
+    out.clear();
+    assert!(r.lookup("a.b", &mut out), "a wildcard matched");
+    assert_eq!(out.len(), 3);
+    let s = r.stats();
+    assert_eq!((s.lookups, s.matches), (3, 5));
+    assert!(!r.is_pruned());
+    r.remove("a.b", false, 1);
+    r.remove("a.b", false, 2);
+    assert!(!r.is_pruned(), "the wildcard is still there");
+    r.remove("a.*", true, 1);
+    assert!(r.is_pruned());
+}
