@@ -2,20 +2,21 @@
 # Instructions per delivered message of one or more broker binaries, under callgrind.
 #
 # Each broker runs under valgrind twice with the same loadgen run (default: fan-out
-# 1 -> 100, 16 B; SCENARIO="pairs -n 100" for one delivery per publish), once for 2 s
+# 1 -> 100, 16 B, window 2000; SCENARIO="pairs -n 10 --window 100" for one delivery
+# per publish), once for 2 s
 # and once for 8 s; the difference in instructions divided by the
 # difference in deliveries cancels start-up and warm-up. Counts, not seconds: usable on
 # a busy machine, though batching (and so the count) still depends a little on timing.
 #
 #   scripts/instructions-per-delivery.sh target/release/broker /path/to/older/broker
-#   SCENARIO="pairs -n 100" scripts/instructions-per-delivery.sh target/release/broker
+#   SCENARIO="pairs -n 10 --window 100" scripts/instructions-per-delivery.sh target/release/broker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (scripts/ci-deps.sh installs it)" >&2; exit 1; }
 cargo build --release -p loadgen >/dev/null 2>&1
 LG=target/release/loadgen
 PORT=${PORT:-7657}
-SCENARIO=${SCENARIO:-fanout -n 100}
+SCENARIO=${SCENARIO:-fanout -n 100 --window 2000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for broker in "$@"; do
@@ -30,7 +31,7 @@ for broker in "$@"; do
     done
     # shellcheck disable=SC2086 # SCENARIO is a scenario name and its flags
     "$LG" $SCENARIO --payload 16 --target "json://127.0.0.1:$PORT" --duration "$secs" \
-      --warmup 1 --window 2000 --json "$tmp/run.json" >/dev/null 2>&1
+      --warmup 1 --json "$tmp/run.json" >/dev/null 2>&1
     kill -INT "$pid"
     wait "$pid" || true
     ir=$(grep -E '^(summary|totals):' "$tmp/cg.out" | head -1 | awk '{print $2}')

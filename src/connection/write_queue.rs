@@ -493,6 +493,107 @@ mod tests {
         assert_eq!(pool.idle(), 0);
     }
 
+    /// Frames are packed into as few pooled chunks as fit them, and every chunk goes
+    /// back to the pool.
+    #[test]
+    fn frames_fill_a_chunk_before_the_next_is_taken() {
+        let mut pool = ChunkPool::default();
+        let mut q = WriteQueue::default();
+        for _ in 0..16 {
+            q.push(&mut pool, &[b'f'; 1024]);
+        }
+        q.release(&mut pool);
+        assert_eq!(pool.idle(), 1, "16 x 1 KiB fill one 16 KiB chunk");
+        for _ in 0..17 {
+            q.push(&mut pool, &[b'f'; 1024]);
+        }
+        q.release(&mut pool);
+        assert_eq!(pool.idle(), 2);
+    }
+
+    /// A second cut, after a frame was queued behind the first cut's frame in progress,
+    /// still keeps only the frame in progress.
+    #[test]
+    fn a_second_cut_keeps_only_the_frame_in_progress() {
+        let mut pool = ChunkPool::default();
+        let mut q = WriteQueue::default();
+        q.push(&mut pool, b"first frame\n");
+        q.push(&mut pool, b"second\n");
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 100,
+            limit: 3,
+        };
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+        q.cut_after_current_frame(&mut pool);
+        q.push(&mut pool, b"error\n");
+        q.cut_after_current_frame(&mut pool);
+        w.limit = 1000;
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+        assert_eq!(w.out, b"first frame\n");
+        q.release(&mut pool);
+    }
+
+    /// A writer that fails with `first` once, then accepts everything.
+    struct FailOnce {
+        first: Option<io::ErrorKind>,
+        out: Vec<u8>,
+    }
+
+    impl Write for FailOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(kind) = self.first.take() {
+                return Err(kind.into());
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if let Some(kind) = self.first.take() {
+                return Err(kind.into());
+            }
+            let n = bufs.iter().map(|b| b.len()).sum();
+            for b in bufs {
+                self.out.extend_from_slice(b);
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// EINTR is retried, EAGAIN reports blocked, any other error is returned.
+    #[test]
+    fn write_errors_are_retried_reported_or_returned() {
+        let mut pool = ChunkPool::default();
+        let mut q = WriteQueue::default();
+        q.push(&mut pool, b"frame\n");
+        let mut w = FailOnce {
+            first: Some(io::ErrorKind::Interrupted),
+            out: Vec::new(),
+        };
+        let f = q
+            .write_to(&mut pool, &mut w, usize::MAX)
+            .expect("EINTR retried");
+        assert_eq!(
+            (f.written, f.blocked, w.out.as_slice()),
+            (6, false, &b"frame\n"[..])
+        );
+        q.push(&mut pool, b"frame\n");
+        w.first = Some(io::ErrorKind::WouldBlock);
+        let f = q
+            .write_to(&mut pool, &mut w, usize::MAX)
+            .expect("blocked is not an error");
+        assert!(f.blocked && f.written == 0);
+        w.first = Some(io::ErrorKind::BrokenPipe);
+        let e = q
+            .write_to(&mut pool, &mut w, usize::MAX)
+            .expect_err("a broken pipe");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        q.release(&mut pool);
+    }
+
     /// The pool keeps only chunks of exactly CHUNK_SIZE (an oversized frame's buffer is
     /// freed) and at most POOL_MAX_CHUNKS of them.
     #[test]
@@ -524,6 +625,8 @@ mod tests {
         // The next interval nobody sends: the rest goes too.
         assert_eq!(pool.trim(0), 30);
         assert_eq!(pool.idle(), 0);
+        // The free list's own buffer shrinks with it.
+        assert!(pool.free.capacity() <= 2 * DEQUE_KEEP);
         // A pool that never held anything trims nothing.
         assert_eq!(ChunkPool::default().trim(4), 0);
     }
@@ -536,6 +639,7 @@ mod tests {
         let shared: Rc<[u8]> = Rc::from(&[b'x'; 2000][..]);
         a.push(&mut pool, b"hello\n");
         a.push_shared(&mut pool, &shared);
+        a.push(&mut pool, b"dropped by the cut\n");
         b.push_shared(&mut pool, &shared);
         b.push(&mut pool, b"more\n");
         assert_eq!(pool.queued(), a.pending() + b.pending());
@@ -546,7 +650,9 @@ mod tests {
         };
         a.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         assert_eq!(pool.queued(), a.pending() + b.pending());
+        let before = a.pending();
         a.cut_after_current_frame(&mut pool);
+        assert!(a.pending() < before, "the cut dropped a frame");
         assert_eq!(pool.queued(), a.pending() + b.pending());
         b.release(&mut pool);
         a.release(&mut pool);
