@@ -3,9 +3,8 @@
 #
 # Each broker runs under valgrind twice with the same loadgen run (default: fan-out
 # 1 -> 100, 16 B, window 2000; SCENARIO="pairs -n 10 --window 100" for one delivery
-# per publish), once for 2 s
-# and once for 8 s; the difference in instructions divided by the
-# difference in deliveries cancels start-up and warm-up. Counts, not seconds: usable on
+# per publish), once for 2 s and once for 8 s; the difference in instructions divided
+# by the difference in deliveries cancels start-up and warm-up. Counts, not seconds: usable on
 # a busy machine, though batching (and so the count) still depends a little on timing.
 #
 #   scripts/instructions-per-delivery.sh target/release/broker /path/to/older/broker
@@ -18,7 +17,9 @@ LG=target/release/loadgen
 PORT=${PORT:-7657}
 SCENARIO=${SCENARIO:-fanout -n 100 --window 2000}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pid=
+# A failed loadgen run must not leave a broker running under valgrind.
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 for broker in "$@"; do
   results=()
   for secs in 2 8; do
