@@ -594,6 +594,22 @@ mod tests {
         q.release(&mut pool);
     }
 
+    /// A queue that fell far behind gives its long deque back once it has caught up.
+    #[test]
+    fn a_caught_up_queue_drops_its_long_deque() {
+        let mut pool = ChunkPool::default();
+        let mut q = WriteQueue::default();
+        for _ in 0..100 {
+            q.push(&mut pool, &[b'd'; CHUNK_SIZE]);
+        }
+        assert!(q.chunks.capacity() >= 100);
+        let mut sink = Vec::new();
+        q.write_to(&mut pool, &mut sink, usize::MAX).unwrap();
+        assert_eq!(sink.len(), 100 * CHUNK_SIZE);
+        assert!(q.chunks.capacity() <= DEQUE_KEEP);
+        q.release(&mut pool);
+    }
+
     /// The pool keeps only chunks of exactly CHUNK_SIZE (an oversized frame's buffer is
     /// freed) and at most POOL_MAX_CHUNKS of them.
     #[test]
