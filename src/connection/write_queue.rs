@@ -512,13 +512,15 @@ mod tests {
     }
 
     /// A second cut, after a frame was queued behind the first cut's frame in progress,
-    /// still keeps only the frame in progress.
+    /// keeps exactly the frame then in progress: the first cut must have dropped the
+    /// frame ends of what it dropped.
     #[test]
     fn a_second_cut_keeps_only_the_frame_in_progress() {
         let mut pool = ChunkPool::default();
         let mut q = WriteQueue::default();
-        q.push(&mut pool, b"first frame\n");
-        q.push(&mut pool, b"second\n");
+        for frame in [&b"first frame\n"[..], b"second\n", b"third\n", b"fourth\n"] {
+            q.push(&mut pool, frame);
+        }
         let mut w = Trickle {
             out: Vec::new(),
             cap: 100,
@@ -526,11 +528,18 @@ mod tests {
         };
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         q.cut_after_current_frame(&mut pool);
+        assert_eq!(q.pending(), 9, "the rest of the first frame");
         q.push(&mut pool, b"error\n");
+        q.push(&mut pool, b"never\n");
+        // Into the middle of "error\n", then cut again.
+        w.limit = 14;
+        q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
         q.cut_after_current_frame(&mut pool);
+        assert_eq!(q.pending(), 4, "the rest of the error frame");
         w.limit = 1000;
         q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
-        assert_eq!(w.out, b"first frame\n");
+        assert_eq!(w.out, b"first frame\nerror\n");
+        assert_eq!(q.pending(), 0);
         q.release(&mut pool);
     }
 
