@@ -400,3 +400,38 @@ fn only_the_first_local_subscription_is_announced() {
     assert_eq!(announced(&f.local_subscribed("b")), 1);
     assert_eq!(announced(&f.local_subscribed("b")), 0, "second subscriber");
 }
+
+/// Interest frames are counted both ways, and a message seen a thousand messages ago is
+/// still recognised as a duplicate (the window is far larger than that).
+#[test]
+fn interest_counters_and_a_long_dedup_window() {
+    let mut f = Federation::new("hub");
+    f.local_subscribed("mine");
+    f.link_up(1.into(), "leaf", false, 1 << 20).expect("up");
+    f.link_up(2.into(), "other", false, 1 << 20).expect("up");
+    let from_leaf = Path::parse(r#"["leaf"]"#).expect("path");
+    f.on_interest(1.into(), "theirs", from_leaf)
+        .expect("accepted");
+    f.on_interest(1.into(), "theirs.too", from_leaf)
+        .expect("accepted");
+    let info = f.link_info();
+    let leaf = info.iter().find(|l| l.peer == "leaf").expect("leaf");
+    assert_eq!(leaf.stats.interest_updates_in, 2);
+    assert_eq!(leaf.stats.interest_updates_out, 1, "`mine` announced once");
+    let other = info.iter().find(|l| l.peer == "other").expect("other");
+    assert_eq!(
+        other.stats.interest_updates_out, 3,
+        "`mine` and the leaf's two"
+    );
+
+    for seq in 1..=1000 {
+        assert_eq!(
+            f.accept_route(1.into(), "c", seq, from_leaf, b"1"),
+            RouteVerdict::Deliver
+        );
+    }
+    assert_eq!(
+        f.accept_route(1.into(), "c", 1, from_leaf, b"1"),
+        RouteVerdict::Duplicate
+    );
+}
