@@ -414,14 +414,17 @@ fn interest_counters_and_a_long_dedup_window() {
         .expect("accepted");
     f.on_interest(1.into(), "theirs.too", from_leaf)
         .expect("accepted");
+    f.on_interest(1.into(), "gone", from_leaf)
+        .expect("accepted");
+    f.on_no_interest(1.into(), "gone", "leaf");
     let info = f.link_info();
     let leaf = info.iter().find(|l| l.peer == "leaf").expect("leaf");
-    assert_eq!(leaf.stats.interest_updates_in, 2);
+    assert_eq!(leaf.stats.interest_updates_in, 4);
     assert_eq!(leaf.stats.interest_updates_out, 1, "`mine` announced once");
     let other = info.iter().find(|l| l.peer == "other").expect("other");
     assert_eq!(
-        other.stats.interest_updates_out, 3,
-        "`mine` and the leaf's two"
+        other.stats.interest_updates_out, 5,
+        "`mine`, the leaf's three, and the withdrawal of `gone`"
     );
 
     for seq in 1..=1000 {
