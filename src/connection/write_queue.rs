@@ -150,7 +150,10 @@ impl WriteQueue {
     }
 
     /// Queues a copy of `frame`: one whole frame, which a cut keeps or drops whole.
-    #[inline]
+    ///
+    /// Inlined into the fan-out loop: the common case (room in the last chunk) is a
+    /// few instructions and a copy; starting a new chunk is out of line.
+    #[inline(always)]
     pub fn push(&mut self, pool: &mut ChunkPool, frame: &[u8]) {
         self.pending += frame.len();
         pool.queued += frame.len();
@@ -161,6 +164,13 @@ impl WriteQueue {
                 return;
             }
         }
+        self.push_to_new_chunk(pool, frame);
+    }
+
+    /// [`WriteQueue::push`] when the last chunk has no room (or there is none).
+    #[cold]
+    #[inline(never)]
+    fn push_to_new_chunk(&mut self, pool: &mut ChunkPool, frame: &[u8]) {
         let mut chunk = if frame.len() <= CHUNK_SIZE {
             pool.take()
         } else {

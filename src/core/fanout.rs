@@ -136,12 +136,13 @@ fn encode(body: &mut Body, seq: &mut u64, wire: Wire, core: &mut Core, msg: &Msg
 /// Queues `msg` to every matching subscription (see the module documentation).
 /// Returns how many connections it was queued to (a link counts as one).
 pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_>) -> usize {
+    // `from` is a key no receiver has when the message came over a link.
     let (from, path) = match msg.origin {
         Origin::Client(key) => {
             core.stats.published += 1;
-            (Some(key), None)
+            (key, None)
         }
-        Origin::Routed { path, .. } => (None, Some(path)),
+        Origin::Routed { path, .. } => (ConnKey::NONE, Some(path)),
     };
     // The scratch is boxed so taking it out of the core (to lend the core to the
     // encoders and `slow_consumer` meanwhile) moves a pointer, not ~150 bytes twice.
@@ -150,6 +151,7 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
     // Only a wildcard match can name a connection twice.
     let may_repeat = core.router.lookup(msg.channel, &mut s.matches);
     s.publish_no += 1;
+    let max_pending = core.settings.max_pending;
     let mut receivers = 0;
     let matches = std::mem::take(&mut s.matches);
     for sub in &matches {
@@ -157,7 +159,7 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         let Some(conn) = conns.get_mut(key) else {
             continue;
         };
-        if !conn.receives() || (Some(key) == from && !conn.echo()) {
+        if !conn.receives() || (key == from && !conn.echo()) {
             continue;
         }
         let wire = conn.wire();
@@ -172,17 +174,17 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
             continue;
         }
         let body = s.body(wire, core, msg);
-        if link && !fits_peer(core, key, body.bytes.len(), || conn.label()) {
-            continue;
+        if link {
+            if !fits_peer(core, key, body.bytes.len(), || conn.label()) {
+                continue;
+            }
+            core.fed.count_out(key);
         }
         match &body.shared {
             Some(frame) => conn.out().push_shared(&mut core.pool, frame),
             None => conn.out().push(&mut core.pool, &body.bytes),
         }
-        if link {
-            core.fed.count_out(key);
-        }
-        if conn.pending() > core.settings.max_pending {
+        if conn.pending() > max_pending {
             core.slow_consumer(conns, turn, key);
             continue;
         }

@@ -116,11 +116,7 @@ pub fn is_plain(name: &str) -> bool {
         // Two dots in a row inside the word.
         (bad == 0 && dots & (dots >> 8) == 0, dots)
     };
-    let word_at = |at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
+    let word_at = |at: usize| super::json::word_at(bytes, at);
     let len = bytes.len();
     if len < 8 {
         // Short names: padded with a plain letter, which is neither bad nor a dot.

@@ -46,11 +46,7 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// Whether `bytes` holds a `"`, a `\\` or a control character (below 0x20).
 #[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
-    let word_at = |at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
+    let word_at = |at: usize| super::json::word_at(bytes, at);
     let len = bytes.len();
     if len < 8 {
         return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');

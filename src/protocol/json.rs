@@ -214,6 +214,15 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
     Ok(i)
 }
 
+/// The eight bytes of `bytes` from `at` as a little-endian word (the unit of the SWAR
+/// scans here and in the channel checks). The caller has checked `at + 8 <= len`.
+#[inline(always)]
+pub(crate) fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
 /// A mask with the high bit set in the lowest byte of `w` that is below 0x20, `"` or
 /// `\` (bits above that byte may be spurious; the lowest one is exact).
 #[inline]
@@ -233,9 +242,7 @@ pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<(usize, bool)> {
     loop {
         // Eight bytes at a time to the next byte that needs a look.
         while i + 8 <= b.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&b[i..i + 8]);
-            let mask = special_mask(u64::from_le_bytes(word));
+            let mask = special_mask(word_at(b, i));
             if mask != 0 {
                 i += (mask.trailing_zeros() / 8) as usize;
                 break;

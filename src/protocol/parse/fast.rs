@@ -27,9 +27,7 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut ascii = true;
     loop {
         while j + 8 <= b.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&b[j..j + 8]);
-            let w = u64::from_le_bytes(word);
+            let w = json::word_at(b, j);
             let mask = json::special_mask(w) | (w & HIGH);
             if mask != 0 {
                 j += (mask.trailing_zeros() / 8) as usize;
@@ -80,9 +78,7 @@ fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
             }
             break;
         }
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[j..j + 8]);
-        let (bad, mut dots) = channel::plain_word(u64::from_le_bytes(word));
+        let (bad, mut dots) = channel::plain_word(json::word_at(b, j));
         let stop = bad.trailing_zeros() / 8;
         if stop < 8 {
             // Only the dots before the stopping byte belong to the name.
