@@ -24,7 +24,8 @@ pub use link::{
     validate_name, NameError, Path, LINK_ENVELOPE, MAX_HOPS, MAX_NAME_LEN,
 };
 pub use parse::{
-    parse_frame, parse_link_frame, Command, Frame, FrameError, Hello, Raw, RoutePayload,
+    parse_frame, parse_link_frame, parse_publish, Command, Frame, FrameError, Hello, Publish, Raw,
+    RoutePayload,
 };
 pub use scan::{scan_frame, Scan};
 
