@@ -16,8 +16,8 @@ use crate::ids::ConnKey;
 use crate::logsafe::escape_bytes;
 use crate::protocol::{
     encode_error, encode_message_bytes, encode_pong, encode_published, encode_subscription,
-    encode_welcome, parse_frame, parse_publish, validate_publish, write_json_str, Command,
-    ErrorCode, Hello, Publish, Raw, Welcome,
+    encode_welcome, message_len, parse_frame, parse_publish, validate_publish, write_json_str,
+    Command, ErrorCode, Hello, Publish, Raw, Welcome,
 };
 
 /// Longest client name accepted in `HELLO`, in bytes.
@@ -320,6 +320,17 @@ pub fn encode_delivery(msg: &Msg<'_>, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// The length of [`encode_delivery`]'s frame for `msg` when it is known without
+/// encoding (a JSON payload on a plain channel), so the fan-out can encode it straight
+/// into a write queue.
+#[inline]
+pub fn delivery_len(msg: &Msg<'_>) -> Option<usize> {
+    match msg.payload.json {
+        true => message_len(msg.channel, msg.plain, msg.payload.bytes),
+        false => None,
+    }
 }
 
 /// The `STATS` frame: `command` first, the snapshot's fields, then the `id` as sent.

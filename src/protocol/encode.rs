@@ -97,11 +97,29 @@ pub fn encode_message(out: &mut Vec<u8>, channel: &str, message: &str) {
 /// the channel is plain ([`crate::protocol::is_plain`]) and is copied without looking
 /// for characters to escape.
 pub fn encode_message_bytes(out: &mut Vec<u8>, channel: &str, plain: bool, message: &[u8]) {
-    out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
+    out.extend_from_slice(MESSAGE_HEAD);
     write_channel(out, channel, plain);
-    out.extend_from_slice(b",\"message\":");
+    out.extend_from_slice(MESSAGE_MID);
     out.extend_from_slice(message);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(MESSAGE_TAIL);
+}
+
+const MESSAGE_HEAD: &[u8] = b"{\"command\":\"MESSAGE\",\"channel\":";
+const MESSAGE_MID: &[u8] = b",\"message\":";
+const MESSAGE_TAIL: &[u8] = b"}\n";
+
+/// The length of [`encode_message_bytes`]'s frame (newline included) when it is known
+/// without encoding: on a plain channel, which is copied as is. `None` otherwise.
+#[inline]
+pub fn message_len(channel: &str, plain: bool, message: &[u8]) -> Option<usize> {
+    plain.then(|| {
+        MESSAGE_HEAD.len()
+            + channel.len()
+            + 2
+            + MESSAGE_MID.len()
+            + message.len()
+            + MESSAGE_TAIL.len()
+    })
 }
 
 /// A channel as a JSON string: copied as is when `plain` ([`crate::protocol::is_plain`]:

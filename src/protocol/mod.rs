@@ -16,7 +16,7 @@ mod scan;
 pub use channel::{is_plain, validate_pattern, validate_publish, ChannelError, MAX_CHANNEL_LEN};
 pub use encode::{
     encode_error, encode_message, encode_message_bytes, encode_pong, encode_published,
-    encode_subscription, encode_welcome, write_json_str, Welcome,
+    encode_subscription, encode_welcome, message_len, write_json_str, Welcome,
 };
 pub use error::ErrorCode;
 pub use link::{
