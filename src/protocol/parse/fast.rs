@@ -23,7 +23,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// A string starting at `b[i]` (a `"`): the index after its closing quote, whether it
 /// holds escapes, and whether every byte of it is ASCII. `None` if it is not a valid
 /// JSON string.
-#[inline]
+#[inline(always)]
 fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut j = i + 1;
     let mut ascii = true;
@@ -60,7 +60,7 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
 /// quote and whether it is plain. `None` when a byte other than the closing quote stops
 /// a plain name (an escape, a control, a space, non-ASCII, `*`, `>`): the caller then
 /// scans it as any string and checks it the general way.
-#[inline]
+#[inline(always)]
 fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let start = i + 1;
     let mut j = start;
@@ -108,7 +108,7 @@ fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
 /// The text of `b[start..end]`. `ascii` says the caller's scan saw only ASCII bytes
 /// there; anything else is checked as UTF-8 (the general path would refuse the frame as
 /// `bad_json` otherwise).
-#[inline]
+#[inline(always)]
 fn text(b: &[u8], start: usize, end: usize, ascii: bool) -> Option<&str> {
     let bytes = b.get(start..end)?;
     if !ascii {
@@ -126,7 +126,7 @@ fn text(b: &[u8], start: usize, end: usize, ascii: bool) -> Option<&str> {
 
 /// A JSON value starting at `b[i]`: its end, whether it is a string with escapes, and
 /// whether it is all ASCII.
-#[inline]
+#[inline(always)]
 fn value(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     if b.get(i) == Some(&b'"') {
         return string(b, i);
@@ -180,7 +180,7 @@ pub fn publish(line: &[u8]) -> Option<Publish<'_>> {
 /// What clients built for speed send: `{"command":"PUBLISH","channel":"…","message":…}`
 /// with an optional `,"ack":false` or `,"ack":true` last. Three constant compares and
 /// two value scans.
-#[inline]
+#[inline(always)]
 fn canonical(b: &[u8]) -> Option<Publish<'_>> {
     const HEAD: &[u8] = b"{\"command\":\"PUBLISH\",\"channel\":\"";
     const MESSAGE: &[u8] = b",\"message\":";
@@ -217,7 +217,7 @@ fn canonical(b: &[u8]) -> Option<Publish<'_>> {
 
 /// The publish from the ranges the scan found: (start, end, ascii) of the channel's text,
 /// (start, end, escaped, ascii) of `message` and `id`.
-#[inline]
+#[inline(always)]
 fn build(
     b: &[u8],
     channel: (usize, usize, bool),
