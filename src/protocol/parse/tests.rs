@@ -364,7 +364,7 @@ mod fast_path_properties {
         ) {
             let line = format!("{{\"command\":\"PUBLISH\",\"channel\":\"{channel}\"{tail}");
             if let Some(fast::Publish { channel, plain, .. }) = fast::publish(line.as_bytes()) {
-                prop_assert_eq!(plain, crate::protocol::is_plain(&channel), "{}", line);
+                prop_assert_eq!(plain, crate::protocol::is_plain(channel), "{}", line);
             }
         }
     }
