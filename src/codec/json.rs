@@ -25,7 +25,8 @@ pub const MAX_CLIENT_NAME: usize = 128;
 
 /// Handles one frame (a line without its newline) from a protocol-v1 client.
 pub fn on_frame(core: &mut Core, conns: &mut Conns, turn: &mut Turn, key: ConnKey, line: &[u8]) {
-    if line.iter().all(u8::is_ascii_whitespace) {
+    // A line opening an object is not blank; only others are scanned.
+    if line.first() != Some(&b'{') && line.iter().all(u8::is_ascii_whitespace) {
         return; // blank lines are ignored
     }
     core.stats.frames_in += 1;
