@@ -102,6 +102,16 @@ struct Owned {
     ends: Vec<u32>,
 }
 
+/// Lets `write` append one frame to `chunk` and records where it ends; returns its
+/// length.
+#[inline(always)]
+fn append_frame(chunk: &mut Owned, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let before = chunk.bytes.len();
+    write(&mut chunk.bytes);
+    chunk.ends.push(chunk.bytes.len() as u32);
+    chunk.bytes.len() - before
+}
+
 /// One contiguous piece of queued output.
 enum Chunk {
     /// Copied frames.
@@ -182,6 +192,48 @@ impl WriteQueue {
         chunk.bytes.extend_from_slice(frame);
         chunk.ends.push(chunk.bytes.len() as u32);
         self.chunks.push_back(Chunk::Owned(chunk));
+    }
+
+    /// Queues one frame that `write` appends in place to the last chunk (the fan-out's
+    /// first receiver of a small frame: encoded straight into its queue, no copy).
+    /// `len` is how many bytes `write` appends, at most [`CHUNK_SIZE`]; the frame's end
+    /// is recorded from what it really appended, so boundaries stay exact even if `len`
+    /// was wrong (the chunk then grows past its pooled size and is freed, not pooled).
+    #[inline(always)]
+    pub fn push_with(
+        &mut self,
+        pool: &mut ChunkPool,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        debug_assert!(len <= CHUNK_SIZE);
+        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+            if last.bytes.capacity() - last.bytes.len() >= len {
+                let added = append_frame(last, write);
+                self.pending += added;
+                pool.queued += added;
+                return;
+            }
+        }
+        let mut chunk = pool.take();
+        let added = append_frame(&mut chunk, write);
+        self.chunks.push_back(Chunk::Owned(chunk));
+        self.pending += added;
+        pool.queued += added;
+    }
+
+    /// The last frame queued by copy ([`WriteQueue::push`] or
+    /// [`WriteQueue::push_with`]), if the queue ends with one.
+    pub fn last_frame(&self) -> Option<&[u8]> {
+        let Some(Chunk::Owned(last)) = self.chunks.back() else {
+            return None;
+        };
+        let end = *last.ends.last()? as usize;
+        let start = match last.ends.len() {
+            n if n >= 2 => last.ends[n - 2] as usize,
+            _ => 0,
+        };
+        last.bytes.get(start..end)
     }
 
     /// Queues a frame shared with other queues.

@@ -97,11 +97,61 @@ pub fn encode_message(out: &mut Vec<u8>, channel: &str, message: &str) {
 /// the channel is plain ([`crate::protocol::is_plain`]) and is copied without looking
 /// for characters to escape.
 pub fn encode_message_bytes(out: &mut Vec<u8>, channel: &str, plain: bool, message: &[u8]) {
-    out.extend_from_slice(b"{\"command\":\"MESSAGE\",\"channel\":");
+    if plain {
+        return write_plain_message(out, channel, message);
+    }
+    out.extend_from_slice(MESSAGE_HEAD);
     write_channel(out, channel, plain);
-    out.extend_from_slice(b",\"message\":");
+    out.extend_from_slice(MESSAGE_MID);
     out.extend_from_slice(message);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(MESSAGE_TAIL);
+}
+
+const MESSAGE_HEAD: &[u8] = b"{\"command\":\"MESSAGE\",\"channel\":";
+const MESSAGE_MID: &[u8] = b",\"message\":";
+const MESSAGE_TAIL: &[u8] = b"}\n";
+
+/// [`encode_message_bytes`] on a plain channel: the length is known, so the buffer is
+/// grown once and the five pieces are copied into its spare capacity, with no growth
+/// check per piece. Measured (callgrind, benches/instructions.rs): for the canonical
+/// 16 B MESSAGE the piecewise `extend_from_slice` version cost about 89 instructions in
+/// this function, this one 60 (on_frame 829 -> 806 per frame).
+#[inline]
+fn write_plain_message(out: &mut Vec<u8>, channel: &str, message: &[u8]) {
+    const HEAD: &[u8] = b"{\"command\":\"MESSAGE\",\"channel\":\"";
+    const MID: &[u8] = b"\",\"message\":";
+    let channel = channel.as_bytes();
+    let len = HEAD.len() + channel.len() + MID.len() + message.len() + MESSAGE_TAIL.len();
+    out.reserve(len);
+    let start = out.len();
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let (head, rest) = spare.split_at_mut(HEAD.len());
+    head.write_copy_of_slice(HEAD);
+    let (name, rest) = rest.split_at_mut(channel.len());
+    name.write_copy_of_slice(channel);
+    let (mid, rest) = rest.split_at_mut(MID.len());
+    mid.write_copy_of_slice(MID);
+    let (body, tail) = rest.split_at_mut(message.len());
+    body.write_copy_of_slice(message);
+    tail.write_copy_of_slice(MESSAGE_TAIL);
+    // SAFETY: `spare` is the `len` bytes after the old length (`reserve` made room), and
+    // the five pieces above cover all of them: every byte up to `start + len` is
+    // initialised.
+    unsafe { out.set_len(start + len) };
+}
+
+/// The length of [`encode_message_bytes`]'s frame (newline included) when it is known
+/// without encoding: on a plain channel, which is copied as is. `None` otherwise.
+#[inline]
+pub fn message_len(channel: &str, plain: bool, message: &[u8]) -> Option<usize> {
+    plain.then(|| {
+        MESSAGE_HEAD.len()
+            + channel.len()
+            + 2
+            + MESSAGE_MID.len()
+            + message.len()
+            + MESSAGE_TAIL.len()
+    })
 }
 
 /// A channel as a JSON string: copied as is when `plain` ([`crate::protocol::is_plain`]:

@@ -16,7 +16,7 @@ mod scan;
 pub use channel::{is_plain, validate_pattern, validate_publish, ChannelError, MAX_CHANNEL_LEN};
 pub use encode::{
     encode_error, encode_message, encode_message_bytes, encode_pong, encode_published,
-    encode_subscription, encode_welcome, write_json_str, Welcome,
+    encode_subscription, encode_welcome, message_len, write_json_str, Welcome,
 };
 pub use error::ErrorCode;
 pub use link::{
@@ -24,7 +24,8 @@ pub use link::{
     validate_name, NameError, Path, LINK_ENVELOPE, MAX_HOPS, MAX_NAME_LEN,
 };
 pub use parse::{
-    parse_frame, parse_link_frame, Command, Frame, FrameError, Hello, Raw, RoutePayload,
+    parse_frame, parse_link_frame, parse_publish, Command, Frame, FrameError, Hello, Publish, Raw,
+    RoutePayload,
 };
 pub use scan::{scan_frame, Scan};
 

@@ -392,3 +392,46 @@ fn budget_bounds_one_flush() {
     assert!(!f.blocked);
     assert_eq!(q.pending(), 90_000);
 }
+
+/// Frames written in place keep exact boundaries (a cut keeps exactly the frame in
+/// progress), count as pending, start a new chunk when the last one is full, and are
+/// what `last_frame` returns.
+#[test]
+fn frames_written_in_place_have_exact_boundaries() {
+    let mut q = WriteQueue::default();
+    let mut pool = ChunkPool::default();
+    assert_eq!(q.last_frame(), None);
+    q.push(&mut pool, b"a\nb");
+    q.push_with(&mut pool, 3, |out| out.extend_from_slice(b"c\nd"));
+    assert_eq!(q.last_frame(), Some(&b"c\nd"[..]));
+    q.push(&mut pool, b"e");
+    assert_eq!(q.last_frame(), Some(&b"e"[..]));
+    assert_eq!((q.pending(), pool.queued()), (7, 7));
+    let mut w = Trickle {
+        out: Vec::new(),
+        cap: 100,
+        limit: 4,
+    };
+    q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+    q.cut_after_current_frame(&mut pool);
+    w.limit = 100;
+    q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+    assert_eq!(w.out, b"a\nbc\nd");
+    assert_eq!(pool.queued(), 0);
+
+    // A full last chunk: the frame goes to a new chunk, whole.
+    let mut q = WriteQueue::default();
+    let mut pool = ChunkPool::default();
+    let big = vec![b'x'; CHUNK_SIZE - 2];
+    q.push(&mut pool, &big);
+    q.push_with(&mut pool, 3, |out| out.extend_from_slice(b"yyy"));
+    assert_eq!(q.last_frame(), Some(&b"yyy"[..]));
+    assert_eq!(q.pending(), CHUNK_SIZE + 1);
+    let mut w = Trickle {
+        out: Vec::new(),
+        cap: usize::MAX,
+        limit: usize::MAX,
+    };
+    q.write_to(&mut pool, &mut w, usize::MAX).unwrap();
+    assert_eq!(&w.out[CHUNK_SIZE - 2..], b"yyy");
+}

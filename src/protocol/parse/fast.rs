@@ -5,7 +5,9 @@
 //! without escapes), `message`, `ack` and `id`, each at most once, in any order. It walks
 //! the line once: the keys are compared as constants, the channel and a string message
 //! are skipped eight bytes at a time while noting whether any byte is non-ASCII, and the
-//! `Frame` is built directly. Anything else (whitespace, another key, a repeated key, a
+//! [`Publish`] is built directly (a few words, not a whole [`Frame`]: the JSON codec
+//! takes it before asking for a `Frame`, so the common frame is never moved around as
+//! the large `Command` enum). Anything else (whitespace, another key, a repeated key, a
 //! lower-case command, an escaped channel, invalid JSON) returns `None`, and the general
 //! parser decides, so the fast path changes no outcome: it accepts a subset of what the
 //! general path accepts and builds the same [`Frame`] for it (property-tested in
@@ -21,7 +23,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// A string starting at `b[i]` (a `"`): the index after its closing quote, whether it
 /// holds escapes, and whether every byte of it is ASCII. `None` if it is not a valid
 /// JSON string.
-#[inline]
+#[inline(always)]
 fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut j = i + 1;
     let mut ascii = true;
@@ -58,7 +60,7 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
 /// quote and whether it is plain. `None` when a byte other than the closing quote stops
 /// a plain name (an escape, a control, a space, non-ASCII, `*`, `>`): the caller then
 /// scans it as any string and checks it the general way.
-#[inline]
+#[inline(always)]
 fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let start = i + 1;
     let mut j = start;
@@ -106,7 +108,7 @@ fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
 /// The text of `b[start..end]`. `ascii` says the caller's scan saw only ASCII bytes
 /// there; anything else is checked as UTF-8 (the general path would refuse the frame as
 /// `bad_json` otherwise).
-#[inline]
+#[inline(always)]
 fn text(b: &[u8], start: usize, end: usize, ascii: bool) -> Option<&str> {
     let bytes = b.get(start..end)?;
     if !ascii {
@@ -124,7 +126,7 @@ fn text(b: &[u8], start: usize, end: usize, ascii: bool) -> Option<&str> {
 
 /// A JSON value starting at `b[i]`: its end, whether it is a string with escapes, and
 /// whether it is all ASCII.
-#[inline]
+#[inline(always)]
 fn value(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     if b.get(i) == Some(&b'"') {
         return string(b, i);
@@ -134,18 +136,52 @@ fn value(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     Some((end, escaped, b.get(i..end)?.is_ascii()))
 }
 
-/// The frame, if `line` is a compact `PUBLISH` this path knows (see the module
+/// A compact `PUBLISH` as the fast path read it: what [`Command::Publish`] holds, and
+/// the frame's `id`.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    /// The `id` field exactly as sent, if present.
+    pub id: Option<Raw<'a>>,
+    /// Target channel (no escapes in the frame; validated only when `plain`).
+    pub channel: &'a str,
+    /// The message as raw JSON text.
+    pub message: Raw<'a>,
+    /// Whether to reply `PUBLISHED`.
+    pub ack: bool,
+    /// The channel is plain ([`crate::protocol::is_plain`]).
+    pub plain: bool,
+}
+
+impl<'a> Publish<'a> {
+    /// The same frame as the general parser builds.
+    pub(super) fn into_frame(self) -> Frame<'a> {
+        Frame {
+            id: self.id,
+            command: Command::Publish {
+                channel: Cow::Borrowed(self.channel),
+                message: self.message,
+                ack: self.ack,
+                plain: self.plain,
+            },
+        }
+    }
+}
+
+/// The publish, if `line` is a compact `PUBLISH` this path knows (see the module
 /// documentation); `None` means "ask the general parser", never "invalid".
 #[inline]
-pub(super) fn publish(line: &[u8]) -> Option<Frame<'_>> {
-    canonical(line).or_else(|| any_order(line))
+pub fn publish(line: &[u8]) -> Option<Publish<'_>> {
+    match canonical(line) {
+        Some(p) => Some(p),
+        None => any_order(line),
+    }
 }
 
 /// What clients built for speed send: `{"command":"PUBLISH","channel":"…","message":…}`
 /// with an optional `,"ack":false` or `,"ack":true` last. Three constant compares and
 /// two value scans.
-#[inline]
-fn canonical(b: &[u8]) -> Option<Frame<'_>> {
+#[inline(always)]
+fn canonical(b: &[u8]) -> Option<Publish<'_>> {
     const HEAD: &[u8] = b"{\"command\":\"PUBLISH\",\"channel\":\"";
     const MESSAGE: &[u8] = b",\"message\":";
     if !b.starts_with(HEAD) {
@@ -179,9 +215,9 @@ fn canonical(b: &[u8]) -> Option<Frame<'_>> {
     )
 }
 
-/// The frame from the ranges the scan found: (start, end, ascii) of the channel's text,
+/// The publish from the ranges the scan found: (start, end, ascii) of the channel's text,
 /// (start, end, escaped, ascii) of `message` and `id`.
-#[inline]
+#[inline(always)]
 fn build(
     b: &[u8],
     channel: (usize, usize, bool),
@@ -189,7 +225,7 @@ fn build(
     ack: bool,
     id: Option<(usize, usize, bool, bool)>,
     plain: Option<bool>,
-) -> Option<Frame<'_>> {
+) -> Option<Publish<'_>> {
     let id = match id {
         Some((start, end, escaped, ascii)) => Some(Raw {
             text: text(b, start, end, ascii)?,
@@ -198,22 +234,21 @@ fn build(
         None => None,
     };
     let channel = text(b, channel.0, channel.1, channel.2)?;
-    Some(Frame {
+    Some(Publish {
         id,
-        command: Command::Publish {
-            plain: plain.unwrap_or_else(|| channel::is_plain(channel)),
-            channel: Cow::Borrowed(channel),
-            message: Raw {
-                text: text(b, message.0, message.1, message.3)?,
-                escaped: message.2,
-            },
-            ack,
+        plain: plain.unwrap_or_else(|| channel::is_plain(channel)),
+        channel,
+        message: Raw {
+            text: text(b, message.0, message.1, message.3)?,
+            escaped: message.2,
         },
+        ack,
     })
 }
 
 /// Any order of the known keys, each at most once, no whitespace.
-fn any_order(b: &[u8]) -> Option<Frame<'_>> {
+#[inline(never)]
+fn any_order(b: &[u8]) -> Option<Publish<'_>> {
     if b.first() != Some(&b'{') || b.last() != Some(&b'}') {
         return None;
     }

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use super::json;
 
 mod fast;
+pub use fast::{publish as parse_publish, Publish};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -405,8 +406,8 @@ pub fn parse_link_frame(line: &[u8]) -> Result<Frame<'_>, FrameError<'_>> {
 
 #[inline]
 fn parse_with(line: &[u8], link: bool) -> Result<Frame<'_>, FrameError<'_>> {
-    if let Some(frame) = fast::publish(line) {
-        return Ok(frame);
+    if let Some(publish) = fast::publish(line) {
+        return Ok(publish.into_frame());
     }
     general(line, link)
 }
