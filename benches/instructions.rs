@@ -15,6 +15,8 @@
 //!   `codec::json::on_frame` with a real `Core` and real connections.
 //! - `on_bytes/64`: 64 such frames in one read buffer through `codec::on_bytes` (framing
 //!   included), per frame.
+//! - `fan-out 1 -> 100`: `on_frame` with 100 subscribers of the channel, per frame (per
+//!   delivery: divide by 100). It watches the per-receiver loop of `core::fan_out`.
 //!
 //! Write queues are drained into a sink every 64 frames (outside the counted function),
 //! as the end of a loop turn would.
@@ -45,9 +47,10 @@ const TURN: usize = 64;
 
 /// One measured case: name, frame, what it runs, and the most instructions per frame
 /// it may cost before CI fails: about 20% above what was measured when it was set
-/// (parse_validate 353, on_frame 806 / 1,071, on_bytes 941 with the fast path's helpers
-/// inlined and the MESSAGE encoded straight into the subscriber's queue),
-/// so a regression shows. Lower them when the path gets cheaper.
+/// (parse_validate 353, on_frame 788 / 1,053, on_bytes 923 with the fast path's helpers
+/// inlined and a single receiver's MESSAGE encoded straight into its queue; fan-out
+/// 1 -> 100 13,104, 131 per delivery), so a regression shows. Lower them when the path
+/// gets cheaper.
 struct Case {
     name: &'static str,
     frame: &'static [u8],
@@ -60,6 +63,8 @@ enum Kind {
     ParseValidate,
     OnFrame,
     OnBytes,
+    /// `on_frame` with this many subscribers.
+    FanOut(usize),
 }
 
 impl Kind {
@@ -67,7 +72,7 @@ impl Kind {
     fn symbol(self) -> &'static str {
         match self {
             Kind::ParseValidate => "*measured_parse_validate*",
-            Kind::OnFrame => "*measured_on_frame*",
+            Kind::OnFrame | Kind::FanOut(_) => "*measured_on_frame*",
             Kind::OnBytes => "*measured_on_bytes*",
         }
     }
@@ -103,6 +108,12 @@ const CASES: &[Case] = &[
         frame: FRAME_NO_ACK,
         kind: Kind::OnBytes,
         ceiling: 1130,
+    },
+    Case {
+        name: "fan-out 1 -> 100 ack=false",
+        frame: FRAME_NO_ACK,
+        kind: Kind::FanOut(100),
+        ceiling: 15_700,
     },
 ];
 
@@ -210,8 +221,12 @@ fn child(case: &Case, iters: usize) {
                 black_box(measured_parse_validate(black_box(case.frame)));
             }
         }
-        Kind::OnFrame => {
-            let mut b = Broker::new();
+        Kind::OnFrame | Kind::FanOut(_) => {
+            let subscribers = match case.kind {
+                Kind::FanOut(n) => n,
+                _ => 1,
+            };
+            let mut b = Broker::new(subscribers);
             for i in 0..iters {
                 measured_on_frame(&mut b, black_box(case.frame));
                 if i % TURN == TURN - 1 {
@@ -225,7 +240,7 @@ fn child(case: &Case, iters: usize) {
                 buf.extend_from_slice(case.frame);
                 buf.push(b'\n');
             }
-            let mut b = Broker::new();
+            let mut b = Broker::new(1);
             // Each iteration is TURN frames: count per frame by running iters / TURN.
             for _ in 0..iters / TURN {
                 let used = measured_on_bytes(&mut b, black_box(&buf));
@@ -270,18 +285,21 @@ fn measured_on_bytes(b: &mut Broker, data: &[u8]) -> usize {
     )
 }
 
-/// A broker core with one subscriber of [`CHANNEL`] and one publisher, both real
-/// loopback connections.
+/// A broker core with subscribers of [`CHANNEL`] and one publisher, all real loopback
+/// connections.
 struct Broker {
     lb: Loopback,
     publisher: ConnKey,
 }
 
 impl Broker {
-    fn new() -> Broker {
-        let mut lb = Loopback::new(2);
-        let (subscriber, publisher) = (lb.keys[0], lb.keys[1]);
-        lb.subscribe(subscriber, CHANNEL);
+    fn new(subscribers: usize) -> Broker {
+        let mut lb = Loopback::new(subscribers + 1);
+        let publisher = lb.keys[subscribers];
+        for i in 0..subscribers {
+            let key = lb.keys[i];
+            lb.subscribe(key, CHANNEL);
+        }
         Broker { lb, publisher }
     }
 

@@ -223,8 +223,10 @@ impl WriteQueue {
     }
 
     /// The last frame queued by copy ([`WriteQueue::push`] or
-    /// [`WriteQueue::push_with`]), if the queue ends with one.
-    pub fn last_frame(&self) -> Option<&[u8]> {
+    /// [`WriteQueue::push_with`]), if the queue ends with one (tests read the recorded
+    /// frame ends through it).
+    #[cfg(test)]
+    pub(crate) fn last_frame(&self) -> Option<&[u8]> {
         let Some(Chunk::Owned(last)) = self.chunks.back() else {
             return None;
         };

@@ -5,17 +5,16 @@
 //! connection or per subscription), and pushing the frame into each write queue. Each
 //! codec present among the receivers encodes its frame once per publish; every
 //! receiver of that codec shares it (copied into pooled chunks below
-//! [`SHARE_THRESHOLD`], shared by reference above). A small JSON frame whose length is
-//! known beforehand is encoded straight into the first receiver's write queue and
-//! copied from there for the others (one copy fewer, and none for a single receiver). It is a free function over the
-//! real state, so the benchmark measures exactly what the broker runs. It never
-//! allocates per delivery and never writes to a socket.
+//! [`SHARE_THRESHOLD`], shared by reference above). When a publish has a single
+//! receiver, a small JSON frame whose length is known beforehand is encoded straight
+//! into its write queue instead (no copy). It is a free function over the real
+//! state, so the benchmark measures exactly what the broker runs. It never allocates per delivery and never writes to a socket.
 
 use std::rc::Rc;
 
 use super::{Core, Turn};
 use crate::codec::{self, Delivery, Wire};
-use crate::connection::Conns;
+use crate::connection::{ChunkPool, Connection, Conns};
 use crate::ids::ConnKey;
 use crate::protocol::Path;
 use crate::router::SubRef;
@@ -88,9 +87,6 @@ pub(super) struct Scratch {
     matches: Vec<SubRef>,
     publish_no: u64,
     bodies: [Body; Wire::COUNT],
-    /// The JSON frame of this publish was encoded straight into this connection's
-    /// queue (its last frame) and not yet copied into its [`Body`].
-    direct: Option<ConnKey>,
     /// Sequence number given to the current publish for links (0: none yet).
     seq: u64,
 }
@@ -106,20 +102,20 @@ impl Scratch {
         body
     }
 
-    /// Copies the JSON frame out of the queue it was encoded into (`first`'s) for the
-    /// next receivers; encodes it again should that queue have lost it.
-    #[cold]
-    fn copy_out(&mut self, conns: &mut Conns, first: ConnKey, msg: &Msg<'_>) {
-        let body = &mut self.bodies[Wire::Json.index()];
-        body.bytes.clear();
-        match conns.get_mut(first).and_then(|c| c.out().last_frame()) {
-            Some(frame) => body.bytes.extend_from_slice(frame),
-            None => codec::json::encode_delivery(msg, &mut body.bytes),
-        }
+    /// The only receiver of this publish, when it takes JSON and the frame is small
+    /// and its length known: encodes the frame straight into `conn`'s queue (no scratch
+    /// copy) and returns `true`; otherwise returns `false` having done nothing.
+    #[inline]
+    fn direct_json(conn: &mut Connection, pool: &mut ChunkPool, msg: &Msg<'_>) -> bool {
+        let Some(len) = codec::json::delivery_len(msg).filter(|&len| len < SHARE_THRESHOLD) else {
+            return false;
+        };
+        conn.out()
+            .push_with(pool, len, |buf| codec::json::encode_delivery(msg, buf));
+        true
     }
 
     fn reset(&mut self) {
-        self.direct = None;
         for body in &mut self.bodies {
             if body.encoded {
                 body.encoded = false;
@@ -172,12 +168,10 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
     let max_pending = core.settings.max_pending;
     let mut receivers = 0;
     let matches = std::mem::take(&mut s.matches);
+    // A single receiver (pairs, fan-in) gets the frame encoded straight into its queue.
+    let single = matches.len() == 1;
     for sub in &matches {
         let key = sub.conn;
-        if let Some(first) = s.direct.take() {
-            // A further receiver: the frame is only in the first one's queue so far.
-            s.copy_out(conns, first, msg);
-        }
         let Some(conn) = conns.get_mut(key) else {
             continue;
         };
@@ -195,20 +189,9 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         if link && !core.fed.may_route(key, path) {
             continue;
         }
-        let direct = match wire {
-            Wire::Json if !link && !s.bodies[Wire::Json.index()].encoded => {
-                codec::json::delivery_len(msg).filter(|&len| len < SHARE_THRESHOLD)
-            }
-            _ => None,
-        };
-        if let Some(len) = direct {
-            s.bodies[Wire::Json.index()].encoded = true;
-            s.direct = Some(key);
-            let out = conn.out();
-            out.push_with(&mut core.pool, len, |buf| {
-                codec::json::encode_delivery(msg, buf)
-            });
-        } else {
+        let direct =
+            single && wire == Wire::Json && Scratch::direct_json(conn, &mut core.pool, msg);
+        if !direct {
             let body = s.body(wire, core, msg);
             if link {
                 if !fits_peer(core, key, body.bytes.len(), || conn.label()) {
@@ -222,10 +205,6 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
             }
         }
         if conn.pending() > max_pending {
-            if let Some(first) = s.direct.take() {
-                // The queue is about to be cut: keep the frame for the next receivers.
-                s.copy_out(conns, first, msg);
-            }
             core.slow_consumer(conns, turn, key);
             continue;
         }
@@ -325,27 +304,25 @@ mod tests {
         }
     }
 
-    /// The frame encoded straight into the first receiver's queue reaches every
-    /// receiver, publish after publish, exactly as the scratch-encoded one does.
+    /// A single receiver gets the frame encoded straight into its queue, several get
+    /// copies of the scratch-encoded one: the same bytes either way, publish after
+    /// publish, also for a channel not proved plain (always encoded in the scratch).
     #[test]
-    fn every_receiver_gets_the_frame_encoded_in_the_first_queue() {
-        let (mut core, mut conns, mut turn, keys, _peers) = setup(3);
+    fn every_receiver_gets_the_same_frame_whichever_path_encoded_it() {
         let expected = b"{\"command\":\"MESSAGE\",\"channel\":\"a.b\",\"message\":\"hi\"}\n";
-        for _ in 0..2 {
-            assert_eq!(
-                fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", true)),
-                3
-            );
+        for n in [1, 3] {
+            let (mut core, mut conns, mut turn, keys, _peers) = setup(n);
+            for plain in [true, true, false] {
+                assert_eq!(
+                    fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)),
+                    n
+                );
+            }
+            for &key in &keys {
+                assert_eq!(drain(&mut core, &mut conns, key), expected.repeat(3));
+            }
+            assert_eq!(core.pool.queued(), 0);
         }
-        // Not proved plain: encoded into the scratch, same bytes.
-        assert_eq!(
-            fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", false)),
-            3
-        );
-        for &key in &keys {
-            assert_eq!(drain(&mut core, &mut conns, key), expected.repeat(3));
-        }
-        assert_eq!(core.pool.queued(), 0);
     }
 
     /// The first receiver turning out a slow consumer has its queue cut: the others
