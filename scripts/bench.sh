@@ -392,7 +392,9 @@ restart() {
     local label=$1 pid
     stop_pid "${PID[$label]}"
     untrack "${PID[$label]}"
-    eval "${START[$label]}" >>"$WORK/$label.log" 2>&1 &
+    # `exec`, so that $! is the broker itself and not a subshell running it (the
+    # subshell's RSS never grows: the 2026-12-02 run read 0 B per connection that way).
+    eval "exec ${START[$label]}" >>"$WORK/$label.log" 2>&1 &
     pid=$!
     track "$pid"
     if ! wait_listen "${PORT[$label]}" "$pid" "$label"; then
