@@ -101,7 +101,13 @@ pub fn on_frame(core: &mut Core, conns: &mut Conns, turn: &mut Turn, key: ConnKe
 /// `PUBLISH` from an authenticated client: checks the channel unless the parser proved
 /// it plain, fans the message out, and replies `PUBLISHED` when asked.
 #[inline(always)]
-fn publish(core: &mut Core, conns: &mut Conns, turn: &mut Turn, key: ConnKey, p: Publish<'_>) {
+pub(super) fn publish(
+    core: &mut Core,
+    conns: &mut Conns,
+    turn: &mut Turn,
+    key: ConnKey,
+    p: Publish<'_>,
+) {
     if !p.plain {
         if let Err(e) = validate_publish(p.channel) {
             let text = e.to_string();

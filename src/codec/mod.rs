@@ -15,6 +15,7 @@
 mod base64;
 pub mod json;
 pub mod link;
+pub mod run;
 
 use crate::connection::Conns;
 use crate::core::{CloseReason, Core, Turn};
@@ -78,6 +79,22 @@ pub fn on_bytes(
     key: ConnKey,
     data: &[u8],
 ) -> usize {
+    let mut run = run::Gather::new(turn, data);
+    let used = frames(core, conns, turn, key, data, &mut run);
+    run.finish(core, conns, turn, key);
+    used
+}
+
+/// [`on_bytes`]' loop; a JSON client's publishes gather into `run`, which is delivered
+/// before any other frame is handled (and by the caller at the end).
+fn frames<'a>(
+    core: &mut Core,
+    conns: &mut Conns,
+    turn: &mut Turn,
+    key: ConnKey,
+    data: &'a [u8],
+    run: &mut run::Gather<'a>,
+) -> usize {
     let mut pos = 0;
     while pos < data.len() {
         let Some(wire) = conns.get(key).map(|c| c.wire()) else {
@@ -86,10 +103,14 @@ pub fn on_bytes(
         let limit = wire.frame_limit(core.settings.max_frame);
         match scan_frame(&data[pos..], limit) {
             Scan::Frame { line, consumed } => {
-                let line = &data[pos + line.0..pos + line.1];
                 match wire {
-                    Wire::Json => json::on_frame(core, conns, turn, key, line),
-                    Wire::Link => link::on_frame(core, conns, turn, key, line),
+                    Wire::Json => {
+                        run.on_frame(core, conns, turn, key, (pos + line.0, pos + line.1))
+                    }
+                    Wire::Link => {
+                        let line = &data[pos + line.0..pos + line.1];
+                        link::on_frame(core, conns, turn, key, line)
+                    }
                 }
                 pos += consumed;
                 if !conns.get(key).is_some_and(|c| c.handles_input()) {
@@ -98,6 +119,7 @@ pub fn on_bytes(
             }
             Scan::Incomplete => break,
             Scan::TooLarge => {
+                run.deliver(core, conns, turn, key);
                 core.close(conns, turn, key, &CloseReason::FrameTooLarge { limit });
                 return data.len();
             }

@@ -84,8 +84,11 @@ struct Body {
 /// Fan-out scratch kept between publishes (never frames: those live one publish).
 #[derive(Default)]
 pub(super) struct Scratch {
-    matches: Vec<SubRef>,
-    publish_no: u64,
+    pub(super) matches: Vec<SubRef>,
+    /// Numbers publishes for per-connection deduplication (shared with runs).
+    pub(super) publish_no: u64,
+    /// The frames of a run ([`super::run`]), kept for their allocation.
+    pub(super) run_body: Vec<u8>,
     bodies: [Body; Wire::COUNT],
     /// Sequence number given to the current publish for links (0: none yet).
     seq: u64,

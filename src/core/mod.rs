@@ -18,6 +18,7 @@
 mod close;
 mod fanout;
 mod memory;
+mod run;
 mod settings;
 mod snapshot;
 mod subs;
@@ -29,6 +30,7 @@ use tracing::info;
 
 pub use close::CloseReason;
 pub use fanout::{fan_out, Msg, Origin, Payload};
+pub use run::{fan_out_run, Run, RUN_MAX_BYTES};
 pub use settings::Settings;
 pub use snapshot::Snapshot;
 pub use turn::{Turn, READ_CHUNK};

@@ -26,6 +26,9 @@ pub struct Turn {
     pub rbuf: Box<[u8]>,
     /// Upstreams (by index) whose link came up this turn.
     pub links_up: Vec<usize>,
+    /// Where the payloads of the run of publishes being gathered lie in the read being
+    /// handled (see `codec::run`); empty between reads, kept for its allocation.
+    pub run: Vec<(usize, usize)>,
 }
 
 impl Turn {
@@ -38,6 +41,7 @@ impl Turn {
             close: Vec::new(),
             rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             links_up: Vec::new(),
+            run: Vec::new(),
         }
     }
 
