@@ -170,3 +170,32 @@ fn a_burst_crosses_links_once_each_in_order() {
         s.ping();
     }
 }
+
+/// In a burst, messages too large for a link's peer are skipped on that link only
+/// (counted), the others cross in order, and equal payloads cross as the distinct
+/// messages they are.
+#[test]
+fn a_burst_skips_only_what_a_peer_refuses() {
+    let hub = Broker::named("hub", &["--max-frame", "4096"]);
+    let leaf = Broker::named("leaf", &["--upstream", &hub.addr(), "--max-frame", "65536"]);
+    let mut at_hub = subscriber(&hub, "news");
+    let mut at_leaf = subscriber(&leaf, "news");
+    wait_interest(&leaf, "hub", 1);
+    let big = format!("\"{}\"", "b".repeat(7_000));
+    let messages = ["1", &big, "\"same\"", "\"same\"", &big, "5", "\"end\""];
+    let mut burst = String::new();
+    for m in messages {
+        burst.push_str(&publish_frame("news", m, false));
+        burst.push('\n');
+    }
+    leaf.connect().send_raw(burst.as_bytes());
+    let all: Vec<String> = messages[..6].iter().map(|m| m.to_string()).collect();
+    assert_eq!(read_until_end(&mut at_leaf), all);
+    let small: Vec<String> = ["1", "\"same\"", "\"same\"", "5"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(read_until_end(&mut at_hub), small);
+    at_hub.ping();
+    let link = leaf.link("hub").expect("the link to the hub is still up");
+    assert_eq!(link["too_large"], 2, "{link}");
+}

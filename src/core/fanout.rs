@@ -89,6 +89,8 @@ pub(super) struct Scratch {
     pub(super) publish_no: u64,
     /// The frames of a run ([`super::run`]), kept for their allocation.
     pub(super) run_body: Vec<u8>,
+    /// A run's `ROUTE` frame for a link, likewise.
+    pub(super) run_link: Vec<u8>,
     bodies: [Body; Wire::COUNT],
     /// Sequence number given to the current publish for links (0: none yet).
     seq: u64,
@@ -239,7 +241,12 @@ fn fits_peer_slow(core: &mut Core, key: ConnKey, len: usize, limit: usize, label
 }
 
 #[inline]
-fn fits_peer(core: &mut Core, key: ConnKey, len: usize, label: impl FnOnce() -> String) -> bool {
+pub(super) fn fits_peer(
+    core: &mut Core,
+    key: ConnKey,
+    len: usize,
+    label: impl FnOnce() -> String,
+) -> bool {
     let limit = core.fed.peer_frame_limit(key).unwrap_or(usize::MAX);
     if len - 1 <= limit {
         return true;
