@@ -105,7 +105,7 @@ impl Scratch {
     /// The only receiver of this publish, when it takes JSON and the frame is small
     /// and its length known: encodes the frame straight into `conn`'s queue (no scratch
     /// copy) and returns `true`; otherwise returns `false` having done nothing.
-    #[inline]
+    #[inline(always)]
     fn direct_json(conn: &mut Connection, pool: &mut ChunkPool, msg: &Msg<'_>) -> bool {
         let Some(len) = codec::json::delivery_len(msg).filter(|&len| len < SHARE_THRESHOLD) else {
             return false;
