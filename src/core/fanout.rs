@@ -7,8 +7,12 @@
 //! receiver of that codec shares it (copied into pooled chunks below
 //! [`SHARE_THRESHOLD`], shared by reference above). When a publish has a single
 //! receiver, a small JSON frame whose length is known beforehand is encoded straight
-//! into its write queue instead (no copy). It is a free function over the real
-//! state, so the benchmark measures exactly what the broker runs. It never allocates per delivery and never writes to a socket.
+//! into its write queue instead (no copy); when that receiver is a channel's only
+//! subscriber and the broker holds no wildcard subscription, without touching the
+//! scratch or the match list either (`deliver_single`), and anything unusual falls
+//! back to the general loop (`deliver_all`). It is a free function over the real
+//! state, so the benchmark measures exactly what the broker runs. It never allocates
+//! per delivery and never writes to a socket.
 
 use std::rc::Rc;
 
