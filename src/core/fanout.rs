@@ -438,7 +438,11 @@ mod tests {
         let expected = b"{\"command\":\"MESSAGE\",\"channel\":\"a.b\",\"message\":\"hi\"}\n";
         let replies0 = drain(&mut core, &mut conns, keys[0]);
         let replies1 = drain(&mut core, &mut conns, keys[1]);
-        let count = |out: &[u8]| out.windows(expected.len()).filter(|w| w == expected).count();
+        let count = |out: &[u8]| {
+            out.windows(expected.len())
+                .filter(|w| w == expected)
+                .count()
+        };
         assert_eq!(count(&replies0), 2, "one copy per publish");
         assert_eq!(count(&replies1), 1);
         assert_eq!(core.router.stats().matches, 1 + 3);
@@ -470,8 +474,14 @@ mod tests {
         for plain in [true, false] {
             let (mut core, mut conns, mut turn, keys, _peers) = setup(1);
             core.settings.max_pending = 60;
-            assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)), 1);
-            assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)), 0);
+            assert_eq!(
+                fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)),
+                1
+            );
+            assert_eq!(
+                fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)),
+                0
+            );
             let conn = conns.get(keys[0]).expect("still in the table");
             assert!(!conn.receives(), "closing");
         }
@@ -492,7 +502,10 @@ mod tests {
         drain(&mut core, &mut conns, keys[0]);
         // The publish takes the next sequence number after this one.
         let seq = core.fed.next_seq() + 1;
-        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", true)), 1);
+        assert_eq!(
+            fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", true)),
+            1
+        );
         let mut expected = Vec::new();
         codec::link::encode_route_frame(&msg("a.b", true), seq, core.fed.name(), &mut expected);
         assert!(expected.starts_with(b"{\"command\":\"ROUTE\""));

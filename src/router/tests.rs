@@ -196,7 +196,11 @@ fn lookup_exact_only_without_wildcards() {
     assert_eq!((s.lookups, s.matches), (2, 1));
     r.insert("x.*", true, 2);
     assert_eq!(r.lookup_exact("a.b"), None, "a wildcard could match");
-    assert_eq!(r.stats().lookups, 2, "nothing counted when it does not answer");
+    assert_eq!(
+        r.stats().lookups,
+        2,
+        "nothing counted when it does not answer"
+    );
     r.remove("x.*", true, 2);
     assert_eq!(r.lookup_exact("a.b"), Some(&[1][..]));
 }
