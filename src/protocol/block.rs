@@ -109,7 +109,7 @@ mod tests {
     /// at every position (the lowest bit exactly; `dots` exactly below it).
     #[test]
     fn masks_agree_with_bytes() {
-        let stops = |c: u8| c < 0x20 || c >= 0x80 || c == b'"' || c == b'\\';
+        let stops = |c: u8| !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\';
         let bad = |c: u8| c <= b' ' || c >= 0x7f || matches!(c, b'*' | b'>' | b'"' | b'\\');
         for at in 0..16 {
             for c in 0..=255u8 {
