@@ -306,7 +306,9 @@ pub fn encode_goodbye(
 
 /// The `MESSAGE` every JSON subscriber of `msg` receives. A JSON payload is spliced in
 /// as sent; bytes become a JSON string when they are UTF-8, else base64 text with
-/// `"encoding":"base64"` (before `message`, which stays last).
+/// `"encoding":"base64"` (before `message`, which stays last). Inlined: on the
+/// single-receiver path it writes straight into a write queue.
+#[inline(always)]
 pub fn encode_delivery(msg: &Msg<'_>, out: &mut Vec<u8>) {
     let p = msg.payload;
     if p.json {

@@ -7,8 +7,12 @@
 //! receiver of that codec shares it (copied into pooled chunks below
 //! [`SHARE_THRESHOLD`], shared by reference above). When a publish has a single
 //! receiver, a small JSON frame whose length is known beforehand is encoded straight
-//! into its write queue instead (no copy). It is a free function over the real
-//! state, so the benchmark measures exactly what the broker runs. It never allocates per delivery and never writes to a socket.
+//! into its write queue instead (no copy); when that receiver is a channel's only
+//! subscriber and the broker holds no wildcard subscription, without touching the
+//! scratch or the match list either (`deliver_single`), and anything unusual falls
+//! back to the general loop (`deliver_all`). It is a free function over the real
+//! state, so the benchmark measures exactly what the broker runs. It never allocates
+//! per delivery and never writes to a socket.
 
 use std::rc::Rc;
 
@@ -110,7 +114,7 @@ impl Scratch {
     /// The only receiver of this publish, when it takes JSON and the frame is small
     /// and its length known: encodes the frame straight into `conn`'s queue (no scratch
     /// copy) and returns `true`; otherwise returns `false` having done nothing.
-    #[inline]
+    #[inline(always)]
     fn direct_json(conn: &mut Connection, pool: &mut ChunkPool, msg: &Msg<'_>) -> bool {
         let Some(len) = codec::json::delivery_len(msg).filter(|&len| len < SHARE_THRESHOLD) else {
             return false;
@@ -163,12 +167,82 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
         }
         Origin::Routed { path, .. } => (ConnKey::NONE, Some(path)),
     };
-    // The scratch is boxed so taking it out of the core (to lend the core to the
-    // encoders and `slow_consumer` meanwhile) moves a pointer, not ~150 bytes twice.
-    let mut s = core.fanout.take().unwrap_or_default();
-    s.matches.clear();
-    // Only a wildcard match can name a connection twice.
-    let may_repeat = core.router.lookup(msg.channel, &mut s.matches);
+    let receivers = match core.router.lookup_exact(msg.channel) {
+        Some(&[sub]) => match deliver_single(core, conns, turn, msg, from, sub.conn) {
+            Some(receivers) => receivers,
+            None => {
+                let mut s = core.fanout.take().unwrap_or_default();
+                s.matches.clear();
+                s.matches.push(sub);
+                deliver_all(core, conns, turn, msg, (from, path), s, false)
+            }
+        },
+        Some([]) => 0,
+        Some(subs) => {
+            let mut s = core.fanout.take().unwrap_or_default();
+            s.matches.clear();
+            s.matches.extend_from_slice(subs);
+            deliver_all(core, conns, turn, msg, (from, path), s, false)
+        }
+        None => {
+            let mut s = core.fanout.take().unwrap_or_default();
+            s.matches.clear();
+            // Only a wildcard match can name a connection twice.
+            let may_repeat = core.router.lookup(msg.channel, &mut s.matches);
+            deliver_all(core, conns, turn, msg, (from, path), s, may_repeat)
+        }
+    };
+    core.stats.delivered += receivers as u64;
+    receivers
+}
+
+/// The common publish, without the scratch: the channel's only subscriber, no wildcard
+/// subscription in the broker, the receiver a JSON client and the frame small and of
+/// known length (a plain channel), encoded straight into its queue. Returns how many
+/// received it (0 or 1), or `None`, having done nothing, when anything is unusual (a
+/// link, another codec, a channel not proved plain, a large frame): the caller then
+/// runs [`deliver_all`], which decides the same cases the general way.
+#[inline(always)]
+fn deliver_single(
+    core: &mut Core,
+    conns: &mut Conns,
+    turn: &mut Turn,
+    msg: &Msg<'_>,
+    from: ConnKey,
+    key: ConnKey,
+) -> Option<usize> {
+    let Some(conn) = conns.get_mut(key) else {
+        return Some(0);
+    };
+    if !conn.receives() || (key == from && !conn.echo()) {
+        return Some(0);
+    }
+    if conn.wire() != Wire::Json
+        || conn.is_link()
+        || !Scratch::direct_json(conn, &mut core.pool, msg)
+    {
+        return None;
+    }
+    if conn.pending() > core.settings.max_pending {
+        core.slow_consumer(conns, turn, key);
+        return Some(0);
+    }
+    turn.mark_flush(conn);
+    Some(1)
+}
+
+/// The general loop over `s.matches` (filled by the caller); `may_repeat` says a
+/// connection may appear more than once in them. Gives the scratch back to the core.
+#[inline(never)]
+fn deliver_all(
+    core: &mut Core,
+    conns: &mut Conns,
+    turn: &mut Turn,
+    msg: &Msg<'_>,
+    (from, path): (ConnKey, Option<Path<'_>>),
+    mut s: Box<Scratch>,
+    may_repeat: bool,
+) -> usize {
     s.publish_no += 1;
     let max_pending = core.settings.max_pending;
     let mut receivers = 0;
@@ -219,7 +293,6 @@ pub fn fan_out(core: &mut Core, conns: &mut Conns, turn: &mut Turn, msg: &Msg<'_
     s.matches = matches;
     s.reset();
     core.fanout = Some(s);
-    core.stats.delivered += receivers as u64;
     receivers
 }
 
@@ -355,5 +428,104 @@ mod tests {
         }
         let first = drain(&mut core, &mut conns, keys[0]);
         assert!(!first.windows(expected.len()).any(|w| w == expected));
+    }
+
+    /// The single-subscriber path gives way to the general one as soon as a wildcard
+    /// subscription exists: a wildcard subscriber added later still gets the message,
+    /// once, and so does the exact one; a connection holding both gets one copy.
+    #[test]
+    fn a_wildcard_subscriber_added_later_still_gets_the_message() {
+        let (mut core, mut conns, mut turn, keys, _peers) = setup(2);
+        core.unsubscribe(&mut conns, &mut turn, keys[1], "a.b")
+            .expect("unsubscribe");
+        let m = msg("a.b", true);
+        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &m), 1);
+        core.subscribe(&mut conns, &mut turn, keys[1], "a.*")
+            .expect("subscribe");
+        core.subscribe(&mut conns, &mut turn, keys[0], "a.>")
+            .expect("subscribe");
+        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &m), 2);
+        let expected = b"{\"command\":\"MESSAGE\",\"channel\":\"a.b\",\"message\":\"hi\"}\n";
+        let replies0 = drain(&mut core, &mut conns, keys[0]);
+        let replies1 = drain(&mut core, &mut conns, keys[1]);
+        let count = |out: &[u8]| {
+            out.windows(expected.len())
+                .filter(|w| w == expected)
+                .count()
+        };
+        assert_eq!(count(&replies0), 2, "one copy per publish");
+        assert_eq!(count(&replies1), 1);
+        assert_eq!(core.router.stats().matches, 1 + 3);
+        assert_eq!(core.stats.delivered, 3);
+    }
+
+    /// The only subscriber publishing with `echo` off receives nothing, and a closed
+    /// one neither; with `echo` on it receives its own message.
+    #[test]
+    fn a_single_subscriber_that_published_gets_it_only_with_echo() {
+        let (mut core, mut conns, mut turn, keys, _peers) = setup(1);
+        let own = Msg {
+            origin: Origin::Client(keys[0]),
+            ..msg("a.b", true)
+        };
+        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &own), 1);
+        if let Some(conn) = conns.get_mut(keys[0]) {
+            conn.set_echo(false);
+        }
+        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &own), 0);
+        let expected = b"{\"command\":\"MESSAGE\",\"channel\":\"a.b\",\"message\":\"hi\"}\n";
+        assert_eq!(drain(&mut core, &mut conns, keys[0]), expected);
+        assert_eq!((core.stats.published, core.stats.delivered), (2, 1));
+    }
+
+    /// A single subscriber over its limit is closed as a slow consumer, by either path.
+    #[test]
+    fn a_single_subscriber_over_its_limit_is_a_slow_consumer() {
+        for plain in [true, false] {
+            let (mut core, mut conns, mut turn, keys, _peers) = setup(1);
+            core.settings.max_pending = 60;
+            assert_eq!(
+                fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)),
+                1
+            );
+            assert_eq!(
+                fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", plain)),
+                0
+            );
+            let conn = conns.get(keys[0]).expect("still in the table");
+            assert!(!conn.receives(), "closing");
+        }
+    }
+
+    /// A link that is a channel's only subscriber gets the link's frame (`ROUTE`), not
+    /// the JSON client's `MESSAGE`: the single-subscriber path leaves it to the general
+    /// one. A message that came over that link is not sent back on it.
+    #[test]
+    fn a_single_link_receiver_gets_a_route_frame() {
+        let (mut core, mut conns, mut turn, keys, _peers) = setup(1);
+        if let Some(conn) = conns.get_mut(keys[0]) {
+            conn.set_role(crate::connection::Role::Link { upstream: None });
+        }
+        core.fed
+            .link_up(keys[0], "peer", false, 1 << 20)
+            .expect("link up");
+        drain(&mut core, &mut conns, keys[0]);
+        // The publish takes the next sequence number after this one.
+        let seq = core.fed.next_seq() + 1;
+        assert_eq!(
+            fan_out(&mut core, &mut conns, &mut turn, &msg("a.b", true)),
+            1
+        );
+        let mut expected = Vec::new();
+        codec::link::encode_route_frame(&msg("a.b", true), seq, core.fed.name(), &mut expected);
+        assert!(expected.starts_with(b"{\"command\":\"ROUTE\""));
+        assert_eq!(drain(&mut core, &mut conns, keys[0]), expected);
+        let path = crate::protocol::Path::parse(r#"["peer"]"#).expect("path");
+        let routed = Msg {
+            origin: Origin::Routed { seq: 7, path },
+            ..msg("a.b", true)
+        };
+        assert_eq!(fan_out(&mut core, &mut conns, &mut turn, &routed), 0);
+        assert!(drain(&mut core, &mut conns, keys[0]).is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! writes. It never touches sockets, connections or the subscription index: it turns
 //! bytes into values and values into bytes, nothing more. See `docs/protocol.md`.
 
+mod block;
 mod channel;
 mod encode;
 mod error;

@@ -136,6 +136,17 @@ proptest! {
                 .collect();
             want.sort_unstable();
             prop_assert_eq!(lookup(&mut r, ch), want.clone());
+            // Without wildcard subscriptions the exact list is the whole answer.
+            let wild_live = live.iter().any(|(_, p)| p.split('.').any(|t| t == "*" || t == ">"));
+            match r.lookup_exact(ch) {
+                Some(exact) => {
+                    prop_assert!(!wild_live);
+                    let mut exact = exact.to_vec();
+                    exact.sort_unstable();
+                    prop_assert_eq!(exact, want.clone());
+                }
+                None => prop_assert!(wild_live),
+            }
         }
         for (conn, p) in live {
             let wild = p.split('.').any(|t| t == "*" || t == ">");
@@ -171,4 +182,41 @@ fn lookup_reports_wildcards_and_counts() {
     assert!(!r.is_pruned(), "the wildcard is still there");
     r.remove("a.*", true, 1);
     assert!(r.is_pruned());
+}
+
+/// `lookup_exact` answers only while no wildcard subscription exists, and counts as
+/// `lookup` does when it answers (a single subscriber's publish skips the match list).
+#[test]
+fn lookup_exact_only_without_wildcards() {
+    let mut r: Router<ConnId> = Router::new();
+    r.insert("a.b", false, 1);
+    assert_eq!(r.lookup_exact("a.b"), Some(&[1][..]));
+    assert_eq!(r.lookup_exact("a.c"), Some(&[][..]));
+    let s = r.stats();
+    assert_eq!((s.lookups, s.matches), (2, 1));
+    r.insert("x.*", true, 2);
+    assert_eq!(r.lookup_exact("a.b"), None, "a wildcard could match");
+    assert_eq!(
+        r.stats().lookups,
+        2,
+        "nothing counted when it does not answer"
+    );
+    r.remove("x.*", true, 2);
+    assert_eq!(r.lookup_exact("a.b"), Some(&[1][..]));
+}
+
+/// The inline name compare agrees with `==` on every length around its word cases.
+#[test]
+fn same_name_agrees_with_eq() {
+    for len in 0..40 {
+        let a: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        assert!(same_name(&a, &a.clone()));
+        for at in 0..len {
+            let mut b = a.clone().into_bytes();
+            b[at] = b'Z';
+            let b = String::from_utf8(b).expect("ascii");
+            assert!(!same_name(&a, &b), "{a} {b}");
+        }
+        assert!(!same_name(&a, &format!("{a}x")));
+    }
 }

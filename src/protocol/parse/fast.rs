@@ -4,10 +4,10 @@
 //! whitespace) whose keys are among `command` (exactly `"PUBLISH"`), `channel` (a string
 //! without escapes), `message`, `ack` and `id`, each at most once, in any order. It walks
 //! the line once: the keys are compared as constants, the channel and a string message
-//! are skipped eight bytes at a time while noting whether any byte is non-ASCII, and the
-//! [`Publish`] is built directly (a few words, not a whole [`Frame`]: the JSON codec
-//! takes it before asking for a `Frame`, so the common frame is never moved around as
-//! the large `Command` enum). Anything else (whitespace, another key, a repeated key, a
+//! are skipped sixteen bytes at a time (`protocol::block`) while noting whether any
+//! byte is non-ASCII, and the [`Publish`] is built directly (a few words, not a whole
+//! [`Frame`]: the JSON codec takes it before asking for a `Frame`, so the common frame
+//! is never moved around as the large `Command` enum). Anything else (whitespace, another key, a repeated key, a
 //! lower-case command, an escaped channel, invalid JSON) returns `None`, and the general
 //! parser decides, so the fast path changes no outcome: it accepts a subset of what the
 //! general path accepts and builds the same [`Frame`] for it (property-tested in
@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::{Command, Frame, Raw};
-use crate::protocol::{channel, json};
+use crate::protocol::{block, channel, json};
 
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
@@ -28,6 +28,15 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut j = i + 1;
     let mut ascii = true;
     loop {
+        // Sixteen bytes at a time while there are that many, then eight.
+        while let Some(block) = b.get(j..).and_then(<[u8]>::first_chunk::<16>) {
+            let stops = block::string_stops(block);
+            if stops != 0 {
+                j += stops.trailing_zeros() as usize;
+                break;
+            }
+            j += 16;
+        }
         while j + 8 <= b.len() {
             let w = json::word_at(b, j);
             let mask = json::special_mask(w) | (w & HIGH);
@@ -66,6 +75,26 @@ fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = start;
     let mut dot_before = false;
     let mut double_dot = false;
+    // Sixteen bytes at a time while there are that many (a channel that ends the line
+    // is in an invalid frame anyway), then the eight-byte loop below.
+    while let Some(block) = b.get(j..).and_then(<[u8]>::first_chunk::<16>) {
+        let (bad, mut dots) = block::plain_stops(block);
+        let stop = bad.trailing_zeros();
+        if stop < 16 {
+            // Only the dots before the stopping byte belong to the name.
+            dots &= (1u32 << stop) - 1;
+        }
+        double_dot |= dots & (dots >> 1) != 0 || (dot_before && dots & 1 != 0);
+        if stop < 16 {
+            j += stop as usize;
+            if b[j] != b'"' {
+                return None;
+            }
+            return Some((j + 1, plain_end(b, start, j, double_dot)));
+        }
+        dot_before = dots >> 15 != 0;
+        j += 16;
+    }
     loop {
         if j + 8 > b.len() {
             // The last bytes of the line, one at a time (a channel ends a line only in
@@ -97,12 +126,18 @@ fn plain_channel(b: &[u8], i: usize) -> Option<(usize, bool)> {
         dot_before = dots >> 63 != 0;
         j += 8;
     }
-    let len = j - start;
-    let plain = !double_dot
+    Some((j + 1, plain_end(b, start, j, double_dot)))
+}
+
+/// Whether the channel `b[start..end]`, whose bytes were all plain, is: no two dots in
+/// a row (`double_dot`), 1..=256 bytes, no dot first or last.
+#[inline(always)]
+fn plain_end(b: &[u8], start: usize, end: usize, double_dot: bool) -> bool {
+    let len = end - start;
+    !double_dot
         && (1..=channel::MAX_CHANNEL_LEN).contains(&len)
         && b[start] != b'.'
-        && b[j - 1] != b'.';
-    Some((j + 1, plain))
+        && b[end - 1] != b'.'
 }
 
 /// The text of `b[start..end]`. `ascii` says the caller's scan saw only ASCII bytes
@@ -199,12 +234,7 @@ fn canonical(b: &[u8]) -> Option<Publish<'_>> {
     }
     let m_start = c_end + MESSAGE.len();
     let (m_end, m_escaped, m_ascii) = value(b, m_start)?;
-    let ack = match b.get(m_end..)? {
-        b"}" => true,
-        b",\"ack\":false}" => false,
-        b",\"ack\":true}" => true,
-        _ => return None,
-    };
+    let ack = ack_tail(b.get(m_end..)?)?;
     build(
         b,
         (HEAD.len(), c_end - 1, c_ascii),
@@ -213,6 +243,26 @@ fn canonical(b: &[u8]) -> Option<Publish<'_>> {
         None,
         Some(plain),
     )
+}
+
+/// What follows the message in a canonical frame: `}` (no `ack`: true), or
+/// `,"ack":false}` or `,"ack":true}`; `None` for anything else. The length tells which
+/// one it can be, and each is compared as at most two overlapping words (measured: the
+/// `match` on three byte strings cost 27 instructions).
+#[inline(always)]
+fn ack_tail(tail: &[u8]) -> Option<bool> {
+    const FALSE: &[u8; 13] = b",\"ack\":false}";
+    const TRUE: &[u8; 12] = b",\"ack\":true}";
+    let words = |t: &[u8], want: &[u8]| {
+        t.first_chunk::<8>() == want.first_chunk::<8>()
+            && t.last_chunk::<8>() == want.last_chunk::<8>()
+    };
+    match tail.len() {
+        1 => (tail[0] == b'}').then_some(true),
+        13 => words(tail, FALSE).then_some(false),
+        12 => words(tail, TRUE).then_some(true),
+        _ => None,
+    }
 }
 
 /// The publish from the ranges the scan found: (start, end, ascii) of the channel's text,
