@@ -13,6 +13,7 @@ use crate::connection::Conns;
 use crate::core::{fan_out_run, Core, Run, Turn, RUN_MAX_BYTES};
 use crate::ids::ConnKey;
 use crate::protocol::{encode_message_bytes, message_len, parse_publish};
+use crate::router::same_name;
 
 /// The publishes gathered so far from one read (see the module documentation).
 pub(super) struct Gather<'a> {
@@ -76,7 +77,7 @@ impl<'a> Gather<'a> {
             self.deliver(core, conns, turn, key);
             return json::publish(core, conns, turn, key, p);
         };
-        if p.channel != self.channel || self.len + frame > RUN_MAX_BYTES {
+        if !same_name(p.channel, self.channel) || self.len + frame > RUN_MAX_BYTES {
             self.deliver(core, conns, turn, key);
             self.channel = p.channel;
         }

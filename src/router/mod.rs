@@ -67,7 +67,7 @@ fn hash(name: &str) -> u64 {
 /// (callgrind, benches/instructions.rs) the call cost about 18 instructions of a
 /// publish on `bench.pairs`.
 #[inline(always)]
-fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
