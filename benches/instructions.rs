@@ -107,7 +107,7 @@ const CASES: &[Case] = &[
         name: "on_bytes/64 ack=false",
         frame: FRAME_NO_ACK,
         kind: Kind::OnBytes,
-        ceiling: 850,
+        ceiling: 670,
     },
     Case {
         name: "fan-out 1 -> 100 ack=false",
