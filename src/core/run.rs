@@ -82,6 +82,9 @@ pub fn fan_out_run(core: &mut Core, conns: &mut Conns, turn: &mut Turn, run: &Ru
     };
     frames.body.clear();
     let mut delivered = 0;
+    // The receiver checks repeat `fanout::deliver_all`'s on purpose: sharing them as an
+    // inlined function cost that loop 2 instructions per delivery (callgrind, fan-out
+    // 1 -> 100: 12,995 -> 13,195 per frame).
     for sub in &matches {
         let key = sub.conn;
         let Some(conn) = conns.get_mut(key) else {
